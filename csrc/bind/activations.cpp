@@ -1,0 +1,10 @@
+// Bindings for the activations kernels (filled in by the issue that adds them).
+#include "nnk/bind_util.h"
+
+namespace nnk {
+namespace bind {
+
+void register_activations(py::module_& m) { (void)m; }
+
+}  // namespace bind
+}  // namespace nnk

@@ -1,0 +1,115 @@
+// nnkernels: shared definitions for every translation unit.
+//
+// Sources under csrc/kernels/ are compiled once per ISA variant with
+// NNK_NS defined to the variant's name (generic, avx2, avx512). Kernel code
+// lives in namespace nnk::NNK_NS so each variant has distinct symbols.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+
+namespace nnk {
+
+using index_t = std::int64_t;
+
+enum class Isa : int { generic = 0, avx2 = 1, avx512 = 2 };
+
+// ---- threads ---------------------------------------------------------------
+// One process-wide thread count for every OpenMP region of ours (OpenMP's own
+// nthreads ICV is per calling thread, so Python threads would not share it).
+// Every parallel region passes num_threads(nnk::num_threads()).
+int num_threads();
+void set_num_threads(int n);
+
+// Work (in "element operations") below which a kernel stays on the calling
+// thread: measured on Sapphire Rapids, an OpenMP fork/join costs ~2-5 us.
+constexpr index_t kParallelMinWork = 1 << 16;
+
+// Number of threads worth using for `work` units of work.
+inline int threads_for(index_t work, index_t min_work_per_thread = kParallelMinWork) {
+    int nt = num_threads();
+    if (work < 2 * min_work_per_thread) return 1;
+    index_t useful = work / min_work_per_thread;
+    return useful < nt ? static_cast<int>(useful) : nt;
+}
+
+// Exceptions must never escape an OpenMP region (std::terminate). Wrap the
+// body of every region: the first exception is kept and rethrown afterwards.
+class OmpErrors {
+  public:
+    template <class F>
+    void run(F&& f) noexcept {
+        try {
+            f();
+        } catch (...) {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (!err_) err_ = std::current_exception();
+        }
+    }
+    void rethrow() {
+        if (err_) std::rethrow_exception(err_);
+    }
+
+  private:
+    std::mutex mu_;
+    std::exception_ptr err_;
+};
+
+// ---- ISA dispatch ----------------------------------------------------------
+Isa current_isa();
+bool isa_supported(Isa isa);  // CPU supports it and it was compiled in
+bool isa_compiled(Isa isa);
+const char* isa_name(Isa isa);
+
+// Declare the same function in every variant namespace.
+#define NNK_DECLARE_PER_ISA(decl) \
+    namespace generic {           \
+    decl;                         \
+    }                             \
+    namespace avx2 {              \
+    decl;                         \
+    }                             \
+    namespace avx512 {            \
+    decl;                         \
+    }
+
+// Pick a variant's kernel table: `NNK_DISPATCH(gemm_kernels)` calls
+// nnk::<current isa>::gemm_kernels(). Variants not compiled in fall back.
+template <class T>
+struct TableGetter {
+    using type = const T& (*)();
+};
+template <class T>
+const T& dispatch_table(const T& (*g)(), typename TableGetter<T>::type a2,
+                        typename TableGetter<T>::type a5) {
+    switch (current_isa()) {
+        case Isa::avx512:
+            if (a5) return a5();
+            [[fallthrough]];
+        case Isa::avx2:
+            if (a2) return a2();
+            [[fallthrough]];
+        default:
+            return g();
+    }
+}
+
+}  // namespace nnk
+
+// Dispatch is done only outside the per-ISA translation units (bindings,
+// runtime): kernel code never dispatches, and NNK_HAVE_* is defined only there.
+#if defined(NNK_HAVE_AVX512)
+#define NNK_PTR_AVX512(fn) &::nnk::avx512::fn
+#else
+#define NNK_PTR_AVX512(fn) nullptr
+#endif
+#if defined(NNK_HAVE_AVX2)
+#define NNK_PTR_AVX2(fn) &::nnk::avx2::fn
+#else
+#define NNK_PTR_AVX2(fn) nullptr
+#endif
+#define NNK_DISPATCH(fn) \
+    ::nnk::dispatch_table(&::nnk::generic::fn, NNK_PTR_AVX2(fn), NNK_PTR_AVX512(fn))

@@ -1,0 +1,1 @@
+"""The ``"cpp"`` backend: one module per kernel family, each listing its kernels in __all__."""

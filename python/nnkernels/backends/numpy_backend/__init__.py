@@ -1,0 +1,1 @@
+"""The ``"numpy"`` backend: one module per kernel family, each listing its kernels in __all__."""
