@@ -1,0 +1,1 @@
+"""Subcommands of the ``nnkernels`` command (see nnkernels.cli)."""
