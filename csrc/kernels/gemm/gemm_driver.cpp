@@ -415,7 +415,7 @@ const GemmKernels& gemm_kernels() {
 #endif
         Tile<float>::MR, Tile<float>::NR, Tile<double>::MR, Tile<double>::NR,
         &sgemm, &dgemm, &colsum_f32, &colsum_f64, &colsum_deriv_f32, &colsum_deriv_f64,
-        &block_sizes_of};
+        &block_sizes_of, &fma_peak_gflops};
     return table;
 }
 
