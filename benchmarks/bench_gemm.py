@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import contextlib
 
+import nnkernels
 import numpy as np
 import pytest
-
-import nnkernels
 from nnkernels import _C
 
 try:
