@@ -49,8 +49,9 @@ def test_variants_do_not_leak_into_other_code():
     n_funcs = 0
     for name, body in _functions():
         n_funcs += 1
-        in_avx512 = "nnk::avx512::" in name
-        in_avx2 = "nnk::avx2::" in name
+        # demangled, or mangled where the demangler gives up (vector-typed lambdas)
+        in_avx512 = "nnk::avx512::" in name or "_ZN3nnk6avx512" in name
+        in_avx2 = "nnk::avx2::" in name or "_ZN3nnk4avx2" in name
         if in_avx512:
             continue
         for insn in body:
