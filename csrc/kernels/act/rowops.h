@@ -98,6 +98,22 @@ inline double row_exp_sum(float* e, const float* x, index_t c, double m) {
 }
 #endif
 
+// y[j] := y[j] * a - b for j < c (the in-place gradient / normalisation pass)
+template <class T>
+inline void row_scale(T* y, index_t c, double a, double b) {
+    index_t j = 0;
+#if NNK_VM_VECTOR
+    if constexpr (sizeof(T) == 4) {
+        const float af = float(a), bf = float(b);
+        for (; j + vm::WF <= c; j += vm::WF) vm::storef(y + j, vm::loadf(y + j) * af - bf);
+        if (j < c) vm::store_partf(y + j, vm::load_partf(y + j, c - j, 0.0f) * af - bf, c - j);
+        return;
+    }
+#endif
+    for (; j + W <= c; j += W) vm::store(y + j, vm::load(y + j) * a - b);
+    if (j < c) vm::store_part(y + j, vm::load_part(y + j, c - j, 0.0) * a - b, c - j);
+}
+
 // sum_j a[j] * b[j] (b null: sum_j a[j])
 template <class T>
 inline double row_dot(const T* a, const T* b, index_t c) {

@@ -64,8 +64,7 @@ double ce_row_index(const CrossEntropyProblem<T>& p, index_t i, double scale, do
         const double off = scale * eps / double(c);
         index_t j = 0;
         if (eps == 0.0 || !p.weight) {
-            for (; j + W <= c; j += W) vm::store(g + j, vm::load(g + j) * coef - off);
-            if (j < c) vm::store_part(g + j, vm::load_part(g + j, c - j, 0.0) * coef - off, c - j);
+            row_scale(g, c, coef, off);
         } else {
             for (; j + W <= c; j += W) vm::store(g + j, vm::load(g + j) * coef - off * vm::load(p.weight + j));
             if (j < c)
