@@ -222,9 +222,10 @@ def _math_ref(fn, x):
 
 
 @pytest.mark.parametrize("fn", ["exp", "expm1", "log", "log1p", "tanh", "erf", "erfc", "sigmoid",
-                                "exp_f", "expm1_f", "log_f", "log1p_f", "tanh_f", "sigmoid_f"])
+                                "exp_f", "expm1_f", "log_f", "log1p_f", "tanh_f", "sigmoid_f", "erf_f", "erfc_f"])
 def test_vmath_float32_accuracy(isa, fn):
-    """relative error <= 2e-7 against float64 over the whole float32 range."""
+    """relative error <= 2e-7 against float64 over the whole float32 range
+    (erfc_f, used only inside the float32 gelu, is held to 1e-6)."""
     rng = np.random.default_rng(11)
     bits = rng.integers(0, 2**32, size=100_000, dtype=np.uint64).astype(np.uint32)
     x = np.concatenate([bits.view(np.float32), (rng.standard_normal(50_000) * 4).astype(np.float32),
@@ -240,7 +241,7 @@ def test_vmath_float32_accuracy(isa, fn):
         ref32 = ref.astype(np.float32)
     normal = np.isfinite(ref) & (np.abs(ref) >= np.finfo(np.float32).tiny) & (np.abs(ref) <= np.finfo(np.float32).max)
     rel = np.abs(out[normal].astype(np.float64) - ref[normal]) / np.abs(ref[normal])
-    assert rel.max() <= 2e-7, (fn, x[normal][np.argmax(rel)])
+    assert rel.max() <= (1e-6 if fn == "erfc_f" else 2e-7), (fn, x[normal][np.argmax(rel)])
     other = ~normal  # inf, NaN, zeros: exactly the reference; subnormal results: within 1 ulp
     got_bits = out[other].view(np.int32).astype(np.int64)
     want_bits = ref32[other].view(np.int32).astype(np.int64)

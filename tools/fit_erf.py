@@ -1,6 +1,7 @@
 """Fit the erf/erfc polynomials of csrc/include/nnk/vmath.h (needs mpmath).
 
-    python tools/fit_erf.py
+    python tools/fit_erf.py            # float64-lane fits
+    python tools/fit_erf.py --float    # float32-lane fits (kErfSmallF, kErfcTailF)
 
 Least squares in the Chebyshev basis on 2000 Chebyshev nodes, converted to
 power-basis coefficients (evaluated by Horner in the header); the printed max
@@ -41,9 +42,16 @@ def erfc_scaled(t):
 
 
 if __name__ == "__main__":
-    for name, f, a, b, deg in [("kErfSmall", erf_over_x, 0.0, 4.0, 16),
+    import sys
+
+    if "--float" in sys.argv:
+        fits, ctype, suffix = [("kErfSmallF", erf_over_x, 0.0, 1.0, 6),
+                               ("kErfcTailF", erfc_scaled, 0.1, 1.0, 12)], "float", "f"
+    else:
+        fits, ctype, suffix = [("kErfSmall", erf_over_x, 0.0, 4.0, 16),
                                ("kErfcTail", erfc_scaled, 1 / 6, 0.5, 16),
-                               ("kErfcFar", erfc_scaled, 1 / 27.5, 1 / 6, 12)]:
+                               ("kErfcFar", erfc_scaled, 1 / 27.5, 1 / 6, 12)], "double", ""
+    for name, f, a, b, deg in fits:
         p, err = fit(f, a, b, deg)
         print(f"// {name}: max relative error {err:.2g}")
-        print(f"constexpr double {name}[{len(p)}] = {{" + ", ".join(repr(float(c)) for c in p) + "};")
+        print(f"constexpr {ctype} {name}[{len(p)}] = {{" + ", ".join(repr(float(c)) + suffix for c in p) + "};")

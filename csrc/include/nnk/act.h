@@ -23,7 +23,7 @@ enum class Act : int { relu = 0, leaky_relu, elu, sigmoid, tanh, gelu, gelu_tanh
 // ones are the native-float32-lane versions (float64 lanes for float64 data
 // and in the generic variant).
 enum class MathFn : int { exp = 0, expm1, log, log1p, tanh, erf, erfc, sigmoid,
-                          exp_f, expm1_f, log_f, log1p_f, tanh_f, sigmoid_f };
+                          exp_f, expm1_f, log_f, log1p_f, tanh_f, sigmoid_f, erf_f, erfc_f };
 
 struct ActKernels {
     const char* name;

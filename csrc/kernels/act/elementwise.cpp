@@ -80,8 +80,8 @@ void mapf2(float* out, const float* g, const float* x, index_t n, index_t cost, 
 // Elementwise cost (element-ops) for the parallel threshold.
 constexpr index_t kCheap = 1, kTranscendental = 8;
 
-// float32 activations whose cost is the math, on native float lanes (vmath.h
-// "_f" functions). Returns false for those kept on float64 lanes (gelu: erf).
+// float32 activations on native float lanes (vmath.h "_f" functions).
+// Returns false for the generic variant (float64 lanes = the C library).
 inline bool act_forward_f32_native(float* out, const float* x, index_t n, Act act, double p0, double p1) {
 #if NNK_VM_VECTOR
     const float a = float(p0), b = float(p0), thr = float(p1);
@@ -100,6 +100,10 @@ inline bool act_forward_f32_native(float* out, const float* x, index_t n, Act ac
             return true;
         case Act::tanh:
             mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::tanh_f(v); });
+            return true;
+        case Act::gelu:  // x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2
+            mapf1(out, x, n, kTranscendental,
+                  [](VF2 v) { return v * (0.5f * vm::erfc_f(-v * float(kInvSqrt2))); });
             return true;
         case Act::gelu_tanh:
             mapf1(out, x, n, kTranscendental, [](VF2 v) {
@@ -149,6 +153,12 @@ inline bool act_backward_f32_native(float* gx, const float* go, const float* x, 
             mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
                 VF2 t;
                 return g * vm::tanh_sech2_f(v, t);
+            });
+            return true;
+        case Act::gelu:  // Phi(x) + x phi(x)
+            mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
+                VF2 cdf = 0.5f * vm::erfc_f(-v * float(kInvSqrt2));
+                return g * (cdf + v * (float(kInvSqrt2Pi) * vm::exp_f(-0.5f * v * v)));
             });
             return true;
         case Act::gelu_tanh:
@@ -273,6 +283,8 @@ void math_fn(T* out, const T* x, index_t n, MathFn fn) {
             case MathFn::tanh_f: return mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::tanh_f(v); });
             case MathFn::sigmoid_f:
                 return mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::sigmoid_f(v); });
+            case MathFn::erf_f: return mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::erf_f(v); });
+            case MathFn::erfc_f: return mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::erfc_f(v); });
             default: break;
         }
     }
@@ -284,6 +296,8 @@ void math_fn(T* out, const T* x, index_t n, MathFn fn) {
         case MathFn::log1p_f: fn = MathFn::log1p; break;
         case MathFn::tanh_f: fn = MathFn::tanh; break;
         case MathFn::sigmoid_f: fn = MathFn::sigmoid; break;
+        case MathFn::erf_f: fn = MathFn::erf; break;
+        case MathFn::erfc_f: fn = MathFn::erfc; break;
         default: break;
     }
     switch (fn) {
