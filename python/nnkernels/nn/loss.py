@@ -122,7 +122,8 @@ class BCEWithLogitsLoss(_Loss):
         self.pos_weight = pos_weight
 
     def _compute(self, input, target, with_grad=True):
-        return ops.bce_with_logits(input, target, pos_weight=self.pos_weight, reduction=self.reduction, with_grad=with_grad)
+        return ops.bce_with_logits(input, target, pos_weight=self.pos_weight, reduction=self.reduction,
+                                   with_grad=with_grad)
 
 
 class KLDivLoss(_Loss):
