@@ -1,0 +1,166 @@
+"""``nnkernels train``: train an MLP on a dataset from the command line.
+
+    nnkernels train                                   # 8x8 digits, a few seconds
+    nnkernels train --dataset fashion-mnist --hidden 256,128 --optimizer adam --epochs 15
+    nnkernels train --dataset moons --plot moons.png
+
+Prints a progress bar per epoch, one summary line per epoch, and at the end
+the test accuracy, the confusion matrix, the total time and the throughput.
+The model itself is built and trained by nnkernels.nn / nnkernels.optim /
+nnkernels.train; this module only turns arguments into those calls.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..cli import UsageError
+from ._common import (add_dataset_arguments, add_runtime_arguments, confusion_matrix,
+                      format_confusion_matrix, load_dataset, one_line_errors, setup_runtime)
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+SCHEDULERS = ("none", "step", "cosine", "onecycle", "plateau")
+ACTIVATIONS = ("relu", "leaky_relu", "gelu", "tanh", "sigmoid")
+
+# Learning rate when --lr is not given.
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 1e-2}
+
+# Per-dataset defaults for what is not given on the command line.
+DATASET_DEFAULTS = {
+    "digits": dict(hidden="256,128", epochs=30, batch_size=32, lr_scale=1.0),
+    "fashion-mnist": dict(hidden="256,128", epochs=15, batch_size=128, lr_scale=1.0),
+    "mnist": dict(hidden="256,128", epochs=15, batch_size=128, lr_scale=1.0),
+    "moons": dict(hidden="32,32", epochs=100, batch_size=32, lr_scale=10.0),
+    "xor": dict(hidden="32,32", epochs=100, batch_size=32, lr_scale=10.0),
+    "spirals": dict(hidden="64,64", epochs=200, batch_size=32, lr_scale=10.0),
+}
+
+
+def add_arguments(parser) -> None:
+    one_line_errors(parser)
+    add_dataset_arguments(parser)
+    m = parser.add_argument_group("model")
+    m.add_argument("--hidden", metavar="SIZES",
+                   help="hidden layer sizes, comma separated (default 256,128; 32,32 for the toy "
+                        "sets); '' for none (softmax regression)")
+    m.add_argument("--activation", default="relu", choices=ACTIVATIONS, metavar="NAME",
+                   help=f"hidden activation: {', '.join(ACTIVATIONS)} (default relu)")
+    m.add_argument("--dropout", type=float, default=0.0, metavar="P",
+                   help="dropout probability after each hidden activation (default 0)")
+    m.add_argument("--batchnorm", action="store_true",
+                   help="batch normalisation after each hidden linear layer")
+    o = parser.add_argument_group("optimisation")
+    o.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, metavar="NAME",
+                   help=f"{', '.join(OPTIMIZERS)} (default adam)")
+    o.add_argument("--lr", type=float, metavar="LR",
+                   help="learning rate (default: sgd 0.05, adam/adamw/rmsprop 0.001, adagrad 0.01; "
+                        "x10 on the toy sets)")
+    o.add_argument("--momentum", type=float, metavar="M",
+                   help="momentum for sgd and rmsprop (default 0.9 for sgd, 0 for rmsprop)")
+    o.add_argument("--weight-decay", type=float, metavar="WD",
+                   help="weight decay (default 0; 0.01 for adamw)")
+    o.add_argument("--scheduler", default="cosine", choices=SCHEDULERS, metavar="NAME",
+                   help=f"learning-rate schedule: {', '.join(SCHEDULERS)} (default cosine)")
+    o.add_argument("--epochs", type=int, metavar="N",
+                   help="epochs (default 30 digits, 15 (fashion-)mnist, 100-200 toy sets)")
+    o.add_argument("--batch-size", type=int, metavar="N",
+                   help="mini-batch size (default 32; 128 for (fashion-)mnist)")
+    o.add_argument("--val-split", type=float, default=0.1, metavar="F",
+                   help="fraction of the training set held out for validation (default 0.1)")
+    o.add_argument("--early-stopping", type=int, default=0, metavar="N",
+                   help="stop after N epochs without a better validation loss and keep the "
+                        "best weights (default 0: off)")
+    r = parser.add_argument_group("runtime and output")
+    add_runtime_arguments(r)
+    r.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    r.add_argument("--save", metavar="PATH", help="save the trained model (nnkernels.save)")
+    r.add_argument("--plot", metavar="PATH",
+                   help="write a PNG of the loss and accuracy curves (and, for 2-D toy sets, "
+                        "the decision boundary)")
+    r.add_argument("--quiet", action="store_true",
+                   help="no progress bar or per-epoch lines; only the final results")
+
+
+# --------------------------------------------------------------------------- configuration
+
+@dataclass
+class Config:
+    dataset: str
+    hidden: list
+    activation: str
+    dropout: float
+    batchnorm: bool
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    scheduler: str
+    epochs: int
+    batch_size: int
+    val_split: float
+    early_stopping: int
+    seed: int
+
+
+def parse_hidden(text: str) -> list:
+    """'256,128' -> [256, 128]; '' or 'none' -> []."""
+    text = text.strip()
+    if text.lower() in ("", "none"):
+        return []
+    sizes = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            size = int(part)
+        except ValueError:
+            raise UsageError(f"--hidden: cannot parse {text!r}: expected positive integers "
+                             "separated by commas, e.g. 256,128") from None
+        if size < 1:
+            raise UsageError(f"--hidden: layer sizes must be positive, got {size}")
+        sizes.append(size)
+    return sizes
+
+
+def resolve_config(args) -> Config:
+    """Validate the arguments and fill in the per-dataset defaults."""
+    d = DATASET_DEFAULTS[args.dataset]
+    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer] * d["lr_scale"]
+    if not (math.isfinite(lr) and lr > 0):
+        raise UsageError(f"--lr must be a positive number, got {lr}")
+    if not (0.0 <= args.dropout < 1.0):
+        raise UsageError(f"--dropout must be in [0, 1), got {args.dropout}")
+    momentum = args.momentum
+    if momentum is None:
+        momentum = 0.9 if args.optimizer == "sgd" else 0.0
+    elif args.optimizer not in ("sgd", "rmsprop"):
+        raise UsageError(f"--momentum applies to sgd and rmsprop, not {args.optimizer}")
+    if not (0.0 <= momentum < 1.0):
+        raise UsageError(f"--momentum must be in [0, 1), got {momentum}")
+    wd = args.weight_decay
+    if wd is None:
+        wd = 0.01 if args.optimizer == "adamw" else 0.0
+    if not (math.isfinite(wd) and wd >= 0):
+        raise UsageError(f"--weight-decay must be >= 0, got {wd}")
+    epochs = args.epochs if args.epochs is not None else d["epochs"]
+    if epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {epochs}")
+    batch_size = args.batch_size if args.batch_size is not None else d["batch_size"]
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if not (0.0 <= args.val_split < 1.0):
+        raise UsageError(f"--val-split must be in [0, 1), got {args.val_split}")
+    if args.early_stopping < 0:
+        raise UsageError(f"--early-stopping must be >= 0, got {args.early_stopping}")
+    if args.early_stopping and args.val_split == 0:
+        raise UsageError("--early-stopping needs a validation set (--val-split > 0)")
+    if args.scheduler == "plateau" and args.val_split == 0:
+        raise UsageError("--scheduler plateau needs a validation set (--val-split > 0)")
+    hidden = parse_hidden(args.hidden if args.hidden is not None else d["hidden"])
+    return Config(args.dataset, hidden, args.activation, args.dropout, args.batchnorm,
+                  args.optimizer, lr, momentum, wd, args.scheduler, epochs, batch_size,
+                  args.val_split, args.early_stopping, args.seed)
