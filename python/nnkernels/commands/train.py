@@ -25,7 +25,7 @@ from ._common import (add_dataset_arguments, add_runtime_arguments, confusion_ma
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 SCHEDULERS = ("none", "step", "cosine", "onecycle", "plateau")
-ACTIVATIONS = ("relu", "leaky_relu", "gelu", "tanh", "sigmoid")
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid", "softplus")
 
 # Learning rate when --lr is not given.
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 1e-2}
@@ -164,3 +164,98 @@ def resolve_config(args) -> Config:
     return Config(args.dataset, hidden, args.activation, args.dropout, args.batchnorm,
                   args.optimizer, lr, momentum, wd, args.scheduler, epochs, batch_size,
                   args.val_split, args.early_stopping, args.seed)
+
+
+# --------------------------------------------------------------------------- building blocks
+
+def build_model(cfg: Config, n_features: int, n_classes: int):
+    from .. import nn
+
+    return nn.MLP([n_features, *cfg.hidden, n_classes], activation=cfg.activation,
+                  dropout=cfg.dropout, batchnorm=cfg.batchnorm)
+
+
+def build_optimizer(cfg: Config, model):
+    from .. import optim
+
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        return optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum,
+                             weight_decay=cfg.weight_decay)
+    return optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(cfg: Config, optimizer, steps_per_epoch: int):
+    """The learning-rate schedule; all step once per epoch except onecycle (per batch)."""
+    from ..optim import lr_scheduler as S
+
+    if cfg.scheduler == "none":
+        return None
+    if cfg.scheduler == "step":
+        # decay by 10x twice: at 1/2 and 3/4 of the run... as a StepLR: every third of the run
+        return S.StepLR(optimizer, step_size=max(1, cfg.epochs // 3), gamma=0.1)
+    if cfg.scheduler == "cosine":
+        return S.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    if cfg.scheduler == "onecycle":
+        return S.OneCycleLR(optimizer, max_lr=cfg.lr, epochs=cfg.epochs,
+                            steps_per_epoch=steps_per_epoch)
+    return S.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=3)
+
+
+# --------------------------------------------------------------------------- the run
+
+@dataclass
+class TrainResult:
+    config: Config
+    model: object
+    history: object
+    test_accuracy: float
+    test_loss: float
+    confusion: np.ndarray
+    train_seconds: float
+    total_seconds: float
+    samples_per_second: float
+    extra: dict = field(default_factory=dict)
+
+
+def _out(out, text: str = "") -> None:
+    print(text, file=out, flush=True)
+
+
+def describe_model(cfg: Config, n_features: int, n_classes: int, n_params: int) -> str:
+    sizes = "-".join(str(s) for s in [n_features, *cfg.hidden, n_classes])
+    extras = [cfg.activation]
+    if cfg.batchnorm:
+        extras.append("batchnorm")
+    if cfg.dropout:
+        extras.append(f"dropout {cfg.dropout:g}")
+    opt = f"{cfg.optimizer} lr {cfg.lr:g}"
+    if cfg.momentum:
+        opt += f" momentum {cfg.momentum:g}"
+    if cfg.weight_decay:
+        opt += f" weight decay {cfg.weight_decay:g}"
+    sched = "constant lr" if cfg.scheduler == "none" else f"{cfg.scheduler} schedule"
+    return (f"model: MLP {sizes} ({', '.join(extras)}), {n_params:,} parameters; "
+            f"{opt}, {sched}, batch {cfg.batch_size}, {cfg.epochs} epochs")
+
+
+def train_from_argv(argv, dataset=None, out=None) -> TrainResult:
+    """Run ``nnkernels train ARGV`` in-process and return the result (for scripts and
+    benchmarks). ``dataset`` skips loading when the caller already has it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="nnkernels train")
+    add_arguments(parser)
+    args = parser.parse_args(list(argv))
+    return train(args, dataset=dataset, out=out or sys.stdout)
+
+
+def run(args) -> int:
+    train(args, out=sys.stdout)
+    return 0
