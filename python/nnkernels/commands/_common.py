@@ -5,6 +5,8 @@ confusion-matrix report."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 
 import numpy as np
@@ -101,7 +103,7 @@ def format_confusion_matrix(cm: np.ndarray, classes: list) -> str:
     """Rows: true class (index and name), columns: predicted class index."""
     n = len(classes)
     width = max(4, len(str(cm.max())) + 1)
-    names = [f"{i:>2} {c}" for i, c in enumerate(classes)]
+    names = [f"{i:>2}" if str(c) == str(i) else f"{i:>2} {c}" for i, c in enumerate(classes)]
     label_w = max(len(s) for s in names)
     head = " " * label_w + " " + "".join(f"{j:>{width}}" for j in range(n))
     lines = ["confusion matrix (rows: true class, columns: predicted class):", head]
@@ -112,3 +114,14 @@ def format_confusion_matrix(cm: np.ndarray, classes: list) -> str:
 
 def eprint(*a, **k) -> None:
     print(*a, file=sys.stderr, **k)
+
+
+@contextlib.contextmanager
+def exit_quietly_on_broken_pipe():
+    """``nnkernels train | head``: stop without a traceback when the reader goes away."""
+    try:
+        yield
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail
+        raise SystemExit(141) from None
