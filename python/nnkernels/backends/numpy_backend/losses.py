@@ -47,7 +47,8 @@ def softmax_cross_entropy(grad, losses, logits, target, weight, ignore_index, la
                 g -= (eps / c) * w[None, :] * valid[:, None]
             g[~valid] = 0.0
         if grad is not None:
-            grad[...] = scale * g
+            # ignored rows stay exactly 0 (also when every row is ignored and scale = 1/0)
+            grad[...] = np.where(valid[:, None], scale * g, 0.0) if target.ndim == 1 else scale * g
         if losses is not None:
             losses[...] = row
         return float(scale * np.sum(row))
@@ -65,7 +66,7 @@ def nll_loss(grad, losses, log_probs, target, weight, ignore_index, mean):
         scale = 1.0 / np.sum(wy) if mean else 1.0
         if grad is not None:
             grad[...] = 0
-            grad[rows, y] = -scale * wy
+            grad[rows[valid], y[valid]] = -scale * wy[valid]
         if losses is not None:
             losses[...] = row
         return float(scale * np.sum(row))
