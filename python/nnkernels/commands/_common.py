@@ -125,3 +125,36 @@ def exit_quietly_on_broken_pipe():
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail
         raise SystemExit(141) from None
+
+
+def load_model(path: str):
+    """(model, metadata) from a file written by ``nnkernels train --save``; the metadata
+    has "dataset" and "classes" (a list) when the file records them."""
+    import json
+
+    import nnkernels
+
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such model file")
+    try:
+        model = nnkernels.load(path)
+        meta = _safetensors_metadata(path)
+    except (ValueError, OSError) as exc:
+        raise UsageError(str(exc)) from None
+    meta = dict(meta or {})
+    if "classes" in meta:
+        try:
+            meta["classes"] = [str(c) for c in json.loads(meta["classes"])]
+        except (ValueError, TypeError):
+            del meta["classes"]
+    return model, meta
+
+
+def _safetensors_metadata(path: str) -> dict:
+    import json
+    import struct
+
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    return header.get("__metadata__") or {}
