@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 from ..cli import UsageError
 from ._common import (add_dataset_arguments, add_runtime_arguments, confusion_matrix,
@@ -48,13 +47,10 @@ def run(args) -> int:
         from ..train import predict
         from .train import cross_entropy
 
-        t0 = time.perf_counter()
         logits = predict(model, X, batch_size=args.batch_size)
-        seconds = time.perf_counter() - t0
         pred = logits.argmax(axis=1)
         correct = int((pred == y).sum())
         print(f"{ds.name} {args.split} split: accuracy {100 * correct / len(y):.2f}% "
-              f"({correct}/{len(y)}), loss {cross_entropy(logits, y):.4f}, "
-              f"{len(y) / seconds:,.0f} samples/s")
+              f"({correct}/{len(y)}), loss {cross_entropy(logits, y):.4f}")
         print(format_confusion_matrix(confusion_matrix(y, pred, ds.n_classes), ds.classes))
     return 0

@@ -35,8 +35,9 @@ def _load_input(path: str, n_features: int) -> np.ndarray:
         X = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise UsageError(f"{path}: not a readable .npy array ({exc})") from None
+    except (ValueError, OSError, EOFError):
+        raise UsageError(f"{path}: not a .npy file of numbers (np.save format, no pickled "
+                         "objects)") from None
     if not isinstance(X, np.ndarray):
         raise UsageError(f"{path}: expected a .npy array, got an archive of several arrays")
     if X.dtype.kind not in "fiub":
