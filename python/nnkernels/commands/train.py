@@ -17,13 +17,14 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..cli import UsageError
-from ._common import (add_dataset_arguments, exit_quietly_on_broken_pipe, add_runtime_arguments, confusion_matrix,
-                      format_confusion_matrix, load_dataset, one_line_errors, setup_runtime)
+from ._common import (add_dataset_arguments, add_runtime_arguments, confusion_matrix,
+                      exit_quietly_on_broken_pipe, format_confusion_matrix, load_dataset,
+                      one_line_errors, setup_runtime)
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 SCHEDULERS = ("none", "step", "cosine", "onecycle", "plateau")
@@ -238,7 +239,6 @@ class TrainResult:
     train_seconds: float
     total_seconds: float
     samples_per_second: float
-    extra: dict = field(default_factory=dict)
 
 
 def _out(out, text: str = "") -> None:
