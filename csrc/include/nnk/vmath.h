@@ -174,7 +174,10 @@ constexpr double kExpm1Taylor[17] = {1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120,
 // exp(x) = 2^n * exp(r), n = rint(x / ln2), r = x - n ln2 (two-part ln2);
 // 2^n is applied as 2^(n/2) * 2^(n - n/2) so results that over/underflow
 // (including subnormals) round once, like libm.
-static inline V exp(V x) {
+// `N` terms of the series: 14 for float64 results; 10 (truncation < 1e-12)
+// is plenty when the result is rounded to float32 (exp_f32).
+template <int N = 14>
+static inline V exp_n(V x) {
     x = x < -800.0 ? splat(-800.0) : x;  // NaN passes both tests unchanged
     x = x > 800.0 ? splat(800.0) : x;
     const double shifter = 0x1.8p52;
@@ -182,7 +185,8 @@ static inline V exp(V x) {
     V n = t - shifter;
     V r = x - n * 0x1.62e42fefa39efp-1;
     r = r - n * 0x1.abc9e3b39803fp-56;
-    V p = horner(r, kExpTaylor);
+    V p = splat(kExpTaylor[N - 1]);
+    for (int i = N - 2; i >= 0; --i) p = p * r + kExpTaylor[i];
     VI ni = (VI)t - (VI)splat(shifter);
     VI n1 = ni >> 1;
     VI n2 = ni - n1;
@@ -190,6 +194,8 @@ static inline V exp(V x) {
     V s2 = (V)((n2 + 1023) << 52);
     return p * s1 * s2;
 }
+static inline V exp(V x) { return exp_n<14>(x); }
+static inline V exp_f32(V x) { return exp_n<10>(x); }
 
 static inline V expm1(V x) {
     V small = x * horner(x, kExpm1Taylor);
@@ -245,11 +251,18 @@ static inline V tanh(V x) {
 }
 #else   // generic: the C library, one double at a time
 static inline V exp(V x) { return std::exp(x); }
+static inline V exp_f32(V x) { return std::exp(x); }
 static inline V expm1(V x) { return std::expm1(x); }
 static inline V log(V x) { return std::log(x); }
 static inline V log1p(V x) { return std::log1p(x); }
 static inline V tanh(V x) { return std::tanh(x); }
 #endif
+
+// exp for a result of type T (float: the shorter series, still < 1e-12 relative)
+template <class T>
+static inline V exp_t(V x) {
+    return sizeof(T) == 4 ? exp_f32(x) : exp(x);
+}
 
 // 1 / (1 + exp(-x)) (exp(-x) overflowing to inf gives 0, as it should)
 static inline V sigmoid(V x) { return 1.0 / (1.0 + exp(-x)); }

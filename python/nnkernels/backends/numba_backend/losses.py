@@ -13,6 +13,9 @@ from ._jit import jit, jit_pair, pick
 
 __all__ = ["softmax_cross_entropy", "nll_loss", "pointwise_loss"]
 
+#: PyTorch's BCE gradient denominator floor: the float32 constant 1e-12f, in float64
+BCE_EPS = float(np.float32(1e-12))
+
 LOSS_CODES = {"mse": 0, "l1": 1, "huber": 2, "bce": 3, "bce_logits": 4, "kl_div": 5, "kl_div_log": 6}
 BLOCK = 4096  # elements per partial sum of the pointwise losses
 
@@ -180,7 +183,7 @@ def _point(code, x, t, pw, param):
         lx = -100.0 if lx < -100.0 else lx
         l1x = -100.0 if l1x < -100.0 else l1x
         den = (1.0 - x) * x
-        den = 1e-12 if den < 1e-12 else den
+        den = BCE_EPS if den < BCE_EPS else den
         return -(t * lx + (1.0 - t) * l1x), (x - t) / den
     if code == 4:
         lw = 1.0 + (pw - 1.0) * t

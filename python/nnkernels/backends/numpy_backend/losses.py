@@ -9,6 +9,9 @@ import numpy as np
 
 __all__ = ["softmax_cross_entropy", "nll_loss", "pointwise_loss"]
 
+#: PyTorch's BCE gradient denominator floor: the float32 constant 1e-12f, in float64
+BCE_EPS = float(np.float32(1e-12))
+
 
 def _log_softmax(z):
     m = np.max(z, axis=1, keepdims=True)
@@ -90,7 +93,7 @@ def _pointwise(x, t, pw, name, param):
         logx = np.maximum(np.log(x), -100.0)
         log1mx = np.maximum(np.log1p(-x), -100.0)
         loss = -(t * logx + (1.0 - t) * log1mx)
-        return loss, (x - t) / np.maximum((1.0 - x) * x, 1e-12)
+        return loss, (x - t) / np.maximum((1.0 - x) * x, BCE_EPS)
     if name == "bce_logits":
         lw = 1.0 + (pw - 1.0) * t
         sp = np.maximum(-x, 0.0) + np.log1p(np.exp(-np.abs(x)))  # softplus(-x), stable
