@@ -12,6 +12,14 @@ from nnkernels.backends.interface.fused import STATE_BUFFERS, MlpSpec, OptimConf
 
 torch = pytest.importorskip("torch")
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _torch_one_thread():
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny problems: its thread pool only contends with ours
+    yield
+    torch.set_num_threads(prev)
+
 TORCH_ACT = {
     "none": lambda t, a: t,
     "relu": lambda t, a: torch.relu(t),
