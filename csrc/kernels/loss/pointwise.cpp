@@ -17,6 +17,8 @@ using vm::V;
 using vm::W;
 
 constexpr index_t kBlock = 4096;  // a multiple of every W
+// PyTorch's floor of the BCE gradient denominator is the float constant 1e-12f
+constexpr double kBceEps = static_cast<double>(1e-12f);
 
 // loss and d loss / d x of one lane group; pw = pos_weight (bce_logits)
 struct LossGrad {
@@ -45,7 +47,7 @@ inline LossGrad point_loss(PointLoss kind, V x, V t, V pw, double param) {
             lx = lx < -100.0 ? splat(-100.0) : lx;
             l1x = l1x < -100.0 ? splat(-100.0) : l1x;
             V den = (1.0 - x) * x;
-            den = den < 1e-12 ? splat(1e-12) : den;
+            den = den < kBceEps ? splat(kBceEps) : den;
             return {-(t * lx + (1.0 - t) * l1x), (x - t) / den};
         }
         case PointLoss::bce_logits: {  // (1 - t) x + lw softplus(-x), lw = 1 + (pw - 1) t
