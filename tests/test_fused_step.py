@@ -260,3 +260,18 @@ def test_nan_propagates(backend, rng):
     loss = plan.step(x, np.zeros(5, np.int64), 0.1, 1)
     assert np.isnan(loss)
     assert np.isnan(spec.params).any()
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 5])
+@pytest.mark.parametrize("act", ["relu", "gelu", "sigmoid"])
+def test_small_batches_vs_torch(backend, dtype, n, act, rng):
+    """n <= 4 takes the matrix-vector path in the native step (no packing)."""
+    dims = [40, 33, 17, 6]
+    spec = make_spec(dims, [act, act, "none"], [0.0] * 3, "cross_entropy", "adam", dtype, rng)
+    xs, ys = batches(spec, rng, n, 8)
+    ref_loss, ref_p, ref_g = torch_steps(copy_spec(spec), xs, ys, 1e-2)
+    losses = run_plan(backend, spec, xs, ys, 1e-2)
+    tol = params_tol(dtype)
+    np.testing.assert_allclose(losses, ref_loss, **tol)
+    np.testing.assert_allclose(spec.params, ref_p, **tol)
+    np.testing.assert_allclose(spec.grads, ref_g, **tol)

@@ -167,6 +167,90 @@ void act_backward(FusedAct a, T param, T* g, const T* z, const T* h, index_t cou
     }
 }
 
+// ---- small batches ------------------------------------------------------------
+// For n <= kSmallBatch the three products are matrix-vector products: they read
+// W in place (the packed GEMM would copy every weight into panels once more per
+// GEMM, which at n = 1 costs as much as the arithmetic). Threads split the
+// independent outputs only; every dot product / axpy chain runs in a fixed
+// order, so results do not depend on the thread count.
+constexpr index_t kSmallBatch = 4;
+
+// f(begin, end) over [0, count) items of `item_work` each, chunks aligned to 16 items.
+template <class F>
+void parallel_items(index_t count, index_t item_work, F&& f) {
+    const int nt = threads_for(count * item_work);
+    if (nt <= 1) {
+        f(index_t(0), count);
+        return;
+    }
+    OmpErrors errors;
+#pragma omp parallel num_threads(nt)
+    errors.run([&] {
+        const int t = omp_get_thread_num(), nth = omp_get_num_threads();
+        const index_t per = ((count + nth - 1) / nth + 15) / 16 * 16;
+        const index_t b = t * per < count ? t * per : count;
+        const index_t e = b + per < count ? b + per : count;
+        if (b < e) f(b, e);
+    });
+    errors.rethrow();
+}
+
+// dst(n, dout) = epi(x(n, di; row stride ldx) @ W(dout, di).T + bias)
+template <class T>
+void small_forward(T* dst, const T* x, index_t ldx, const T* W, const T* bias, index_t n, index_t di,
+                   index_t dout, Epilogue epi, T param) {
+    parallel_items(dout, n * di, [&](index_t b, index_t e) {
+        for (index_t j = b; j < e; ++j) {
+            const T* __restrict wj = W + j * di;
+            for (index_t i = 0; i < n; ++i) {
+                const T* __restrict xi = x + i * ldx;
+                T s = 0;
+#pragma omp simd reduction(+ : s)
+                for (index_t p = 0; p < di; ++p) s += xi[p] * wj[p];
+                if (bias) s += bias[j];
+                dst[i * dout + j] = epi != Epilogue::none ? apply_epilogue(s, epi, param) : s;
+            }
+        }
+    });
+}
+
+// dW(dout, di) = dz(n, dout).T @ h(n, di; row stride ldh)
+template <class T>
+void small_weight_grad(T* dW, const T* dz, const T* h, index_t ldh, index_t n, index_t di, index_t dout) {
+    parallel_items(dout, n * di, [&](index_t b, index_t e) {
+        for (index_t j = b; j < e; ++j) {
+            T* __restrict w = dW + j * di;
+            const T d0 = dz[j];
+            const T* __restrict h0 = h;
+#pragma omp simd
+            for (index_t p = 0; p < di; ++p) w[p] = d0 * h0[p];
+            for (index_t i = 1; i < n; ++i) {
+                const T d = dz[i * dout + j];
+                const T* __restrict hi = h + i * ldh;
+#pragma omp simd
+                for (index_t p = 0; p < di; ++p) w[p] += d * hi[p];
+            }
+        }
+    });
+}
+
+// dh(n, di) = dz(n, dout) @ W(dout, di)
+template <class T>
+void small_input_grad(T* dh, const T* dz, const T* W, index_t n, index_t di, index_t dout) {
+    parallel_items(di, n * dout, [&](index_t b, index_t e) {
+        for (index_t i = 0; i < n; ++i) {
+            T* __restrict o = dh + i * di;
+            for (index_t p = b; p < e; ++p) o[p] = T(0);
+            for (index_t j = 0; j < dout; ++j) {
+                const T d = dz[i * dout + j];
+                const T* __restrict wj = W + j * di;
+#pragma omp simd
+                for (index_t p = b; p < e; ++p) o[p] += d * wj[p];
+            }
+        }
+    });
+}
+
 // ---- forward ----------------------------------------------------------------
 template <class T>
 const T* forward(const MlpModel<T>& M, const MlpBatch<T>& B, const MlpWorkspaceLayout& W,
@@ -197,7 +281,11 @@ const T* forward(const MlpModel<T>& M, const MlpBatch<T>& B, const MlpWorkspaceL
         p.bias = M.b_off[l] >= 0 ? M.params + M.b_off[l] : nullptr;
         p.epilogue = via_z ? Epilogue::none : epilogue_of(a);
         p.epilogue_param = M.act_param[l];
-        call_gemm<T>(p);
+        if (n <= kSmallBatch)
+            small_forward<T>(dst, in, ld_in, M.params + M.w_off[l], p.bias, n, di, dout, p.epilogue,
+                             p.epilogue_param);
+        else
+            call_gemm<T>(p);
         if (via_z) {
             const T param = M.act_param[l];
             parallel_chunks(n * dout, kElemMinWork / 8, [&](index_t b, index_t e) {
@@ -476,7 +564,10 @@ double train_step(const MlpModel<T>& M, const MlpBatch<T>& B, const FusedOptim& 
             p.c = M.grads + M.w_off[l];
             p.rsc = di;
             p.csc = 1;
-            call_gemm<T>(p);
+            if (n <= kSmallBatch)
+                small_weight_grad<T>(p.c, g, hin, ld_in, n, di, dout);
+            else
+                call_gemm<T>(p);
         }
         if (M.b_off[l] >= 0) call_colsum<T>(M.grads + M.b_off[l], g, n, dout);
         if (l > 0) {  // dh[l-1](n, di) = dz @ W[l]
@@ -493,7 +584,10 @@ double train_step(const MlpModel<T>& M, const MlpBatch<T>& B, const FusedOptim& 
             p.c = gnext;
             p.rsc = di;
             p.csc = 1;
-            call_gemm<T>(p);
+            if (n <= kSmallBatch)
+                small_input_grad<T>(gnext, g, M.params + M.w_off[l], n, di, dout);
+            else
+                call_gemm<T>(p);
             T* t = g;
             g = gnext;
             gnext = t;
