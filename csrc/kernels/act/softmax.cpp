@@ -24,7 +24,7 @@ void softmax_row(T* y, const T* x, index_t c, bool log) {
         for (; j + W <= c; j += W) vm::store(y + j, vm::load(y + j) * inv);
         if (j < c) vm::store_part(y + j, vm::load_part(y + j, c - j, 0.0) * inv, c - j);
     } else {
-        const double ls = std::log(row_exp_sum<T>(nullptr, x, c, m));
+        const double ls = std::log(row_exp_sum(static_cast<T*>(nullptr), x, c, m));
         index_t j = 0;
         for (; j + W <= c; j += W) vm::store(y + j, (vm::load(x + j) - m) - ls);
         if (j < c) vm::store_part(y + j, (vm::load_part(x + j, c - j, 0.0) - m) - ls, c - j);
