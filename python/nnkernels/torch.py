@@ -38,6 +38,7 @@ import torch.nn as _tnn
 import torch.nn.functional as F
 
 from . import ops as _ops
+from .backends import resolve as _resolve
 
 __all__ = [
     "linear", "relu", "gelu", "silu", "leaky_relu", "cross_entropy", "mse_loss",
@@ -101,8 +102,10 @@ def _t(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a)
 
 
-def _has_op(*names: str) -> bool:
-    return all(hasattr(_ops, n) for n in names)
+def _has_kernels(*names: str) -> bool:
+    """The current nnkernels backend implements these kernels."""
+    kernels = _resolve().kernels
+    return all(n in kernels for n in names)
 
 
 def _torch_grads(fn: Callable, inputs: Sequence, needs: Sequence[bool], grad_outputs):
@@ -130,13 +133,14 @@ def _activation_mask_grad(grad: np.ndarray, y: np.ndarray, activation: Optional[
     """grad of the fused epilogue, from the layer's output ``y`` (relu, leaky_relu with slope > 0)."""
     if activation is None:
         return grad
+    # relu and leaky_relu (slope > 0): z > 0 exactly where y = act(z) > 0, so
+    # the derivative at z can be read off y
+    if not _has_kernels("activation_backward"):
+        keep = y > 0
+        return np.where(keep, grad, grad * grad.dtype.type(slope) if activation == "leaky_relu" else 0)
     if activation == "relu":
-        if _has_op("relu_backward_from_output"):
-            return _ops.relu_backward_from_output(grad, y)
-        # d relu(z)/dz = 1 where z > 0, and z > 0 exactly where y = relu(z) > 0
-        return np.where(y > 0, grad, grad.dtype.type(0))
-    # leaky_relu, slope > 0: z > 0 exactly where y > 0
-    return np.where(y > 0, grad, grad * grad.dtype.type(slope))
+        return _ops.relu_backward(grad, y)
+    return _ops.leaky_relu_backward(grad, y, slope)
 
 
 def _torch_linear(x, weight, bias, activation=None, slope=0.01):
@@ -176,14 +180,16 @@ class _LinearFn(torch.autograd.Function):
 
 def linear(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``torch.nn.functional.linear`` on nnkernels' GEMM: ``input @ weight.T + bias``."""
-    if input.dim() >= 1 and weight.dim() == 2 and _eligible(input, weight, bias):
+    if (input.dim() >= 1 and weight.dim() == 2 and _eligible(input, weight, bias)
+            and _has_kernels("linear_forward", "linear_backward")):
         return _LinearFn.apply(input, weight, bias, None, 0.0)
     return F.linear(input, weight, bias)
 
 
 def _linear_act(input, weight, bias, activation: str, slope: float = 0.0):
     """linear followed by relu / leaky_relu(slope > 0) in the GEMM's epilogue."""
-    if input.dim() >= 1 and weight.dim() == 2 and _eligible(input, weight, bias):
+    if (input.dim() >= 1 and weight.dim() == 2 and _eligible(input, weight, bias)
+            and _has_kernels("linear_forward", "linear_backward")):
         return _LinearFn.apply(input, weight, bias, activation, slope)
     return _torch_linear(input, weight, bias, activation, slope)
 
@@ -220,7 +226,7 @@ _TORCH_ACT = {
 
 
 def _act(x, name: str, **kwargs):
-    if _has_op(name, name + "_backward") and _eligible(x):
+    if _eligible(x) and _has_kernels("activation_forward", "activation_backward"):
         return _ActFn.apply(x, name, kwargs)
     return None
 
@@ -298,7 +304,7 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Optional[to
     One fused softmax + log-loss + gradient kernel. Class-probability
     targets, K-dimensional inputs and the deprecated arguments go to PyTorch.
     """
-    ours = (_has_op("softmax_cross_entropy") and size_average is None and reduce is None
+    ours = (_has_kernels("softmax_cross_entropy") and size_average is None and reduce is None
             and reduction in _REDUCTIONS and isinstance(label_smoothing, (int, float))
             and 0.0 <= label_smoothing <= 1.0 and isinstance(ignore_index, int)
             and isinstance(input, torch.Tensor) and input.dim() == 2
@@ -336,7 +342,7 @@ class _MseFn(torch.autograd.Function):
 def mse_loss(input: torch.Tensor, target: torch.Tensor, size_average=None, reduce=None,
              reduction: str = "mean", weight=None) -> torch.Tensor:
     """``torch.nn.functional.mse_loss`` (same shapes; broadcasting goes to PyTorch)."""
-    if (_has_op("mse_loss") and size_average is None and reduce is None and weight is None
+    if (_has_kernels("pointwise_loss") and size_average is None and reduce is None and weight is None
             and reduction in _REDUCTIONS and isinstance(target, torch.Tensor)
             and isinstance(input, torch.Tensor) and input.shape == target.shape
             and _eligible(input, target)):
