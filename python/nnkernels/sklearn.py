@@ -17,9 +17,12 @@ prediction code. What changes is the stochastic training loop (solvers
 * update: one fused, in-place optimizer kernel per parameter array (Adam or
   SGD with momentum/Nesterov, written to give scikit-learn's update rule).
 
-Two extra parameters: ``backend`` (None: nnkernels' current backend) and
+Three extra parameters: ``backend`` (None: nnkernels' current backend),
 ``n_threads`` (None: nnkernels' current thread count; otherwise used for the
-duration of ``fit``/``partial_fit``).
+duration of ``fit``/``partial_fit``) and ``dtype``: the precision training
+runs in, ``"float32"`` by default (twice the arithmetic throughput of
+float64 and half the memory traffic); ``dtype=None`` trains in the input's
+dtype (float64 unless X is float32), exactly as scikit-learn does.
 
 Differences from scikit-learn: the multiclass loss reported in
 ``loss_``/``loss_curve_`` is the exact cross-entropy (scikit-learn clips
@@ -152,7 +155,18 @@ def _threads(n):
 _EXTRA_CONSTRAINTS = {
     "backend": [None, StrOptions(set(available_backends()))],
     "n_threads": [None, Interval(Integral, 1, None, closed="left")],
+    "dtype": [None, StrOptions({"float32", "float64"}), type],
 }
+
+
+def _train_dtype(dtype, X):
+    """The dtype to train in: ``dtype`` (None: X's own, as scikit-learn does)."""
+    if dtype is None:
+        return X.dtype
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype: expected None, 'float32' or 'float64', got {dtype!r}")
+    return dt
 
 
 class _NNKMixin:
@@ -161,6 +175,13 @@ class _NNKMixin:
     def _fit(self, X, y, sample_weight=None, incremental=False):
         with _threads(self.n_threads):
             return super()._fit(X, y, sample_weight=sample_weight, incremental=incremental)
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = super()._validate_input(X, y, incremental, reset)
+        dt = _train_dtype(self.dtype, X)
+        if X.dtype != dt:
+            X = X.astype(dt)
+        return X, y
 
     def _kernel_path_ok(self, X, sample_weight) -> bool:
         if sample_weight is not None or sparse.issparse(X):
@@ -371,7 +392,9 @@ class MLPClassifier(_NNKMixin, _SkMLPClassifier):
     """scikit-learn's ``MLPClassifier`` (same parameters and behaviour) trained by nnkernels.
 
     Extra parameters: ``backend`` ("cpp", "numba", "numpy"; None: nnkernels'
-    current backend) and ``n_threads`` (None: nnkernels' current count).
+    current backend), ``n_threads`` (None: nnkernels' current count) and
+    ``dtype`` ("float32" (default) or "float64": the training precision;
+    None: the input's dtype, as scikit-learn).
     """
 
     _parameter_constraints: dict = {**_SkMLPClassifier._parameter_constraints, **_EXTRA_CONSTRAINTS}
@@ -382,7 +405,7 @@ class MLPClassifier(_NNKMixin, _SkMLPClassifier):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 backend=None, n_threads=None):
+                 backend=None, n_threads=None, dtype="float32"):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -394,12 +417,13 @@ class MLPClassifier(_NNKMixin, _SkMLPClassifier):
             max_fun=max_fun)
         self.backend = backend
         self.n_threads = n_threads
+        self.dtype = dtype
 
 
 class MLPRegressor(_NNKMixin, _SkMLPRegressor):
     """scikit-learn's ``MLPRegressor`` (same parameters and behaviour) trained by nnkernels.
 
-    Extra parameters: ``backend`` and ``n_threads`` as in :class:`MLPClassifier`.
+    Extra parameters: ``backend``, ``n_threads`` and ``dtype`` as in :class:`MLPClassifier`.
     ``loss="poisson"`` runs scikit-learn's own loop.
     """
 
@@ -411,7 +435,7 @@ class MLPRegressor(_NNKMixin, _SkMLPRegressor):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 backend=None, n_threads=None):
+                 backend=None, n_threads=None, dtype="float32"):
         super().__init__(
             loss=loss, hidden_layer_sizes=hidden_layer_sizes, activation=activation,
             solver=solver, alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -423,3 +447,4 @@ class MLPRegressor(_NNKMixin, _SkMLPRegressor):
             max_fun=max_fun)
         self.backend = backend
         self.n_threads = n_threads
+        self.dtype = dtype

@@ -506,3 +506,255 @@ def unpatch(model: _tnn.Module) -> _tnn.Module:
 def is_patched(model: _tnn.Module) -> bool:
     """True if any submodule of ``model`` is an nnkernels drop-in."""
     return any(type(m) in _UNPATCH for m in model.modules())
+
+
+# --------------------------------------------------------------------------
+# optimizers: torch.optim's classes (constructor, param groups, state_dict
+# format, schedulers all unchanged) whose step runs nnkernels' fused kernels
+# over the parameters' own memory
+# --------------------------------------------------------------------------
+
+def _scalar_step_tensor() -> torch.Tensor:
+    """The 'step' state entry as torch.optim keeps it (a float32 CPU scalar tensor)."""
+    return torch.tensor(0.0, dtype=torch.float32)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+class _KernelOptimizer:
+    """Mixin: ``step`` runs ``_kernel_step(group)`` when every group qualifies, else PyTorch's step.
+
+    A group qualifies when its hyperparameters are Python numbers, none of
+    ``differentiable`` / ``capturable`` / ``fused`` is set, and every
+    parameter with a gradient is a contiguous, plain CPU float32/float64
+    tensor with a dense contiguous gradient of the same dtype (and so is its
+    optimizer state, if it already has some).
+    """
+
+    _NUMBERS: tuple = ()
+
+    def _group_ok(self, group) -> bool:
+        if group.get("differentiable") or group.get("capturable") or group.get("fused"):
+            return False
+        if not all(_number(group[k]) for k in self._NUMBERS if k in group):
+            return False
+        for p in group["params"]:
+            g = p.grad
+            if g is None:
+                continue
+            if g.is_sparse or not _plain(p) or not _plain(g) or g.dtype != p.dtype:
+                return False
+            if not (p.is_contiguous() and g.is_contiguous()):
+                return False
+            for v in self.state.get(p, {}).values():
+                if isinstance(v, torch.Tensor) and v.dim() > 0 and not (
+                        _plain(v) and v.dtype == p.dtype and v.is_contiguous()):
+                    return False
+        return True
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if _tracing() or not all(self._group_ok(g) for g in self.param_groups):
+            return super().step(closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._kernel_step(group)
+        return loss
+
+
+class Adam(_KernelOptimizer, torch.optim.Adam):
+    """``torch.optim.Adam`` whose step is one fused nnkernels kernel per parameter.
+
+    Same constructor, param groups, ``state_dict`` (``step``, ``exp_avg``,
+    ``exp_avg_sq``[, ``max_exp_avg_sq``]) as torch.optim.Adam, so the two can
+    load each other's state. Falls back to PyTorch's step for anything the
+    kernels do not cover (CUDA, tensor hyperparameters, ``capturable``,
+    ``differentiable``, ``fused``...).
+    """
+
+    _NUMBERS = ("lr", "eps", "weight_decay")
+    _decoupled = False
+
+    def _group_ok(self, group) -> bool:
+        betas = group.get("betas", ())
+        return all(_number(b) for b in betas) and super()._group_ok(group)
+
+    def _kernel_step(self, group) -> None:
+        beta1, beta2 = group["betas"]
+        decoupled = self._decoupled or bool(group.get("decoupled_weight_decay", False))
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if len(state) == 0:
+                state["step"] = _scalar_step_tensor()
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if group["amsgrad"]:
+                    state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            mx = state.get("max_exp_avg_sq") if group["amsgrad"] else None
+            _ops.adam_step(_np(p), _np(p.grad), _np(state["exp_avg"]), _np(state["exp_avg_sq"]),
+                           step=int(state["step"].item()), lr=group["lr"], beta1=beta1,
+                           beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+                           amsgrad=bool(group["amsgrad"]),
+                           max_exp_avg_sq=None if mx is None else _np(mx),
+                           maximize=bool(group.get("maximize", False)), decoupled=decoupled)
+
+
+class AdamW(Adam, torch.optim.AdamW):
+    """``torch.optim.AdamW`` (decoupled weight decay) on nnkernels' fused Adam kernel."""
+
+    _decoupled = True
+
+
+class SGD(_KernelOptimizer, torch.optim.SGD):
+    """``torch.optim.SGD`` (momentum, dampening, Nesterov, weight decay) on nnkernels' fused kernel.
+
+    ``state_dict`` (``momentum_buffer``) is torch.optim.SGD's.
+    """
+
+    _NUMBERS = ("lr", "momentum", "dampening", "weight_decay")
+
+    def _kernel_step(self, group) -> None:
+        momentum = group["momentum"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            buf, first = None, False
+            if momentum != 0:
+                state = self.state[p]
+                buf = state.get("momentum_buffer")
+                if buf is None:  # the kernel sets buf = g on the first step, as PyTorch does
+                    buf = torch.empty_like(p, memory_format=torch.preserve_format)
+                    state["momentum_buffer"] = buf
+                    first = True
+            _ops.sgd_step(_np(p), _np(p.grad), None if buf is None else _np(buf), lr=group["lr"],
+                          momentum=momentum, dampening=group["dampening"],
+                          weight_decay=group["weight_decay"], nesterov=bool(group["nesterov"]),
+                          maximize=bool(group.get("maximize", False)), first_step=first)
+
+
+# --------------------------------------------------------------------------
+# nnkernels.nn <-> torch.nn
+# --------------------------------------------------------------------------
+
+def _copy_params(dst: _tnn.Module, src_state: dict) -> None:
+    with torch.no_grad():
+        for name, t in dst.state_dict(keep_vars=True).items():
+            v = src_state[name]
+            if isinstance(t, torch.Tensor) and t.dim() == 0:
+                t.fill_(float(np.asarray(v)))
+            else:
+                t.copy_(torch.from_numpy(np.ascontiguousarray(v)))
+
+
+def to_torch(model) -> _tnn.Module:
+    """A ``torch.nn`` copy of an ``nnkernels.nn`` model (Sequential/MLP and its layers).
+
+    Same structure, same state_dict keys, identical weights (copied), the
+    model's dtype; train/eval mode carried over. Linear, Identity, Flatten,
+    Dropout, BatchNorm1d, the activations and Softmax/LogSoftmax map to their
+    torch.nn namesakes; nested Sequentials are converted recursively.
+    """
+    from . import nn as nkn
+
+    def conv(m):
+        if isinstance(m, nkn.Sequential):
+            return _tnn.Sequential(*[conv(c) for c in m])
+        if isinstance(m, nkn.Linear):
+            return _tnn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
+        if isinstance(m, nkn.BatchNorm1d):
+            return _tnn.BatchNorm1d(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                                    track_running_stats=m.track_running_stats)
+        simple = {nkn.ReLU: _tnn.ReLU, nkn.Sigmoid: _tnn.Sigmoid, nkn.Tanh: _tnn.Tanh,
+                  nkn.SiLU: _tnn.SiLU, nkn.Identity: _tnn.Identity}
+        if type(m) in simple:
+            return simple[type(m)]()
+        if isinstance(m, nkn.LeakyReLU):
+            return _tnn.LeakyReLU(m.negative_slope)
+        if isinstance(m, nkn.ELU):
+            return _tnn.ELU(m.alpha)
+        if isinstance(m, nkn.GELU):
+            return _tnn.GELU(approximate=m.approximate)
+        if isinstance(m, nkn.Softplus):
+            return _tnn.Softplus(m.beta, m.threshold)
+        if isinstance(m, nkn.Softmax):
+            return _tnn.Softmax(dim=m.dim)
+        if isinstance(m, nkn.LogSoftmax):
+            return _tnn.LogSoftmax(dim=m.dim)
+        if isinstance(m, nkn.Dropout):
+            return _tnn.Dropout(m.p)
+        if isinstance(m, nkn.Flatten):
+            return _tnn.Flatten(m.start_dim, m.end_dim)
+        raise TypeError(f"to_torch: no torch.nn equivalent for {type(m).__name__}")
+
+    if not isinstance(model, nkn.Module):
+        raise TypeError(f"model: expected an nnkernels.nn.Module, got {type(model).__name__}")
+    out = conv(model)
+    out.to(dtype=torch.float64 if np.dtype(model.dtype) == np.float64 else torch.float32)
+    _copy_params(out, model.state_dict())
+    out.train(model.training)
+    return out
+
+
+def from_torch(module: _tnn.Module):
+    """An ``nnkernels.nn`` copy of a ``torch.nn.Sequential`` (or single layer) with identical weights.
+
+    Inverse of :func:`to_torch`; patched (nnkernels.torch) modules convert
+    like their torch.nn classes. The dtype is the module's (float32/float64).
+    """
+    from . import nn as nkn
+
+    params = list(module.parameters()) + list(module.buffers())
+    floats = [t.dtype for t in params if t.is_floating_point()]
+    tdt = floats[0] if floats else torch.float32
+    if tdt not in _FLOAT:
+        raise TypeError(f"from_torch: expected float32/float64 parameters, got {tdt}")
+    dt = np.float64 if tdt == torch.float64 else np.float32
+
+    def conv(m):
+        t = _UNPATCH.get(type(m), type(m))
+        if t is _tnn.Sequential:
+            mods = [conv(c) for c in m]
+            return nkn.Sequential(*mods, dtype=dt)
+        if t is _tnn.Linear:
+            return nkn.Linear(m.in_features, m.out_features, bias=m.bias is not None, dtype=dt)
+        if t is _tnn.BatchNorm1d:
+            return nkn.BatchNorm1d(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                                   track_running_stats=m.track_running_stats, dtype=dt)
+        simple = {_tnn.ReLU: nkn.ReLU, _tnn.Sigmoid: nkn.Sigmoid, _tnn.Tanh: nkn.Tanh,
+                  _tnn.SiLU: nkn.SiLU, _tnn.Identity: nkn.Identity}
+        if t in simple:
+            return simple[t](dtype=dt)
+        if t is _tnn.LeakyReLU:
+            return nkn.LeakyReLU(m.negative_slope, dtype=dt)
+        if t is _tnn.ELU:
+            return nkn.ELU(m.alpha, dtype=dt)
+        if t is _tnn.GELU:
+            return nkn.GELU(approximate=m.approximate, dtype=dt)
+        if t is _tnn.Softplus:
+            return nkn.Softplus(m.beta, m.threshold, dtype=dt)
+        if t is _tnn.Softmax:
+            return nkn.Softmax(dim=-1 if m.dim is None else m.dim, dtype=dt)
+        if t is _tnn.LogSoftmax:
+            return nkn.LogSoftmax(dim=-1 if m.dim is None else m.dim, dtype=dt)
+        if t is _tnn.Dropout:
+            return nkn.Dropout(m.p, dtype=dt)
+        if t is _tnn.Flatten:
+            return nkn.Flatten(m.start_dim, m.end_dim, dtype=dt)
+        raise TypeError(f"from_torch: no nnkernels.nn equivalent for {type(m).__name__}")
+
+    if not isinstance(module, _tnn.Module):
+        raise TypeError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
+    out = conv(module)
+    state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    out.load_state_dict(state)
+    if not module.training:
+        out.eval()
+    return out
