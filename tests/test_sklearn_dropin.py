@@ -39,7 +39,7 @@ def _fit_quietly(est, X, y):
 # ---- scikit-learn's estimator checks -------------------------------------------
 
 def _expected_failures(estimator):
-    if isinstance(estimator, MLPClassifier) and estimator.solver != "lbfgs":
+    if isinstance(estimator, MLPClassifier) and estimator.dtype is not None:
         return {"check_sample_weight_equivalence_on_dense_data":
                 "fits with sample_weight run scikit-learn's NumPy loop, fits without run nnkernels' "
                 "kernels: in float32 the two differ in the last bits (1e-8 > the check's rtol=1e-7); "
@@ -50,7 +50,7 @@ def _expected_failures(estimator):
 @no_convergence_warning
 @parametrize_with_checks([MLPClassifier(max_iter=20, random_state=0),
                           MLPRegressor(max_iter=20, random_state=0),
-                          MLPClassifier(max_iter=20, random_state=0, solver="sgd", dtype=None)],
+                          MLPClassifier(max_iter=20, random_state=0, dtype=None)],
                          expected_failed_checks=_expected_failures)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
