@@ -129,20 +129,6 @@ def _torch_grads(fn: Callable, inputs: Sequence, needs: Sequence[bool], grad_out
 # linear (optionally with a fused relu / leaky_relu epilogue)
 # --------------------------------------------------------------------------
 
-def _activation_mask_grad(grad: np.ndarray, y: np.ndarray, activation: Optional[str], slope: float):
-    """grad of the fused epilogue, from the layer's output ``y`` (relu, leaky_relu with slope > 0)."""
-    if activation is None:
-        return grad
-    # relu and leaky_relu (slope > 0): z > 0 exactly where y = act(z) > 0, so
-    # the derivative at z can be read off y
-    if not _has_kernels("activation_backward"):
-        keep = y > 0
-        return np.where(keep, grad, grad * grad.dtype.type(slope) if activation == "leaky_relu" else 0)
-    if activation == "relu":
-        return _ops.relu_backward(grad, y)
-    return _ops.leaky_relu_backward(grad, y, slope)
-
-
 def _torch_linear(x, weight, bias, activation=None, slope=0.01):
     y = F.linear(x, weight, bias)
     if activation == "relu":
@@ -170,10 +156,11 @@ class _LinearFn(torch.autograd.Function):
             gx, gw, gb = _torch_grads(lambda a, w, b: _torch_linear(a, w, b, ctx.activation, ctx.slope),
                                       (x, weight, bias), (nx, nw, nb and bias is not None), grad_y)
             return gx, gw, gb, None, None
-        g = _np(grad_y)
-        if ctx.activation is not None:
-            g = _activation_mask_grad(g, _np(y), ctx.activation, ctx.slope)
-        gx, gw, gb = _ops.linear_backward(_np(x), _np(weight), g, need_input_grad=nx)
+        # with a fused relu/leaky_relu, act'(z) is read off the output's sign inside the kernel
+        gx, gw, gb = _ops.linear_backward(_np(x), _np(weight), _np(grad_y), need_input_grad=nx,
+                                          activation=ctx.activation,
+                                          output=None if y is None else _np(y),
+                                          negative_slope=ctx.slope)
         return (_t(gx) if nx else None, _t(gw) if nw else None,
                 _t(gb) if (nb and bias is not None) else None, None, None)
 
