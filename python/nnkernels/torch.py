@@ -54,25 +54,22 @@ _functorch = getattr(torch._C, "_functorch", None)
 # When do our kernels run?
 # --------------------------------------------------------------------------
 
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+_is_wrapped = getattr(_functorch, "is_functorch_wrapped_tensor", lambda t: False)
+_PLAIN_TYPES = (torch.Tensor, _tnn.Parameter)
+
+
 def _tracing() -> bool:
     """True under torch.compile / FX tracing / TorchScript, where a NumPy round trip is wrong."""
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None and getattr(compiler, "is_compiling", lambda: False)():
-        return True
-    return torch.jit.is_scripting() or torch.jit.is_tracing()
+    return _is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
 
 
 def _plain(t) -> bool:
     """A plain CPU float32/float64 strided tensor whose memory NumPy can view."""
-    if type(t) is not torch.Tensor and type(t) is not _tnn.Parameter:
-        return False  # FakeTensor, DTensor, tensor subclasses...
-    if t.device.type != "cpu" or t.dtype not in _FLOAT or t.layout is not torch.strided:
-        return False
-    if t.is_conj() or t.is_neg() or t.numel() == 0:
-        return False
-    if _functorch is not None and _functorch.is_functorch_wrapped_tensor(t):
-        return False
-    return True
+    # exact types only: FakeTensor, DTensor and other tensor subclasses go to PyTorch
+    return (type(t) in _PLAIN_TYPES and t.is_cpu and t.dtype in _FLOAT
+            and t.layout is torch.strided and not t.is_neg() and t.numel() != 0
+            and not _is_wrapped(t))
 
 
 def _eligible(*tensors) -> bool:
@@ -521,6 +518,7 @@ class _KernelOptimizer:
     """
 
     _NUMBERS: tuple = ()
+    _KERNELS: tuple = ()
 
     def _group_ok(self, group) -> bool:
         if group.get("differentiable") or group.get("capturable") or group.get("fused"):
@@ -533,17 +531,20 @@ class _KernelOptimizer:
                 continue
             if g.is_sparse or not _plain(p) or not _plain(g) or g.dtype != p.dtype:
                 return False
-            if not (p.is_contiguous() and g.is_contiguous()):
+            if g.shape != p.shape or not (p.is_contiguous() and g.is_contiguous()):
+                return False
+            if p.grad.data_ptr() == p.data_ptr():
                 return False
             for v in self.state.get(p, {}).values():
                 if isinstance(v, torch.Tensor) and v.dim() > 0 and not (
-                        _plain(v) and v.dtype == p.dtype and v.is_contiguous()):
+                        _plain(v) and v.dtype == p.dtype and v.shape == p.shape and v.is_contiguous()):
                     return False
         return True
 
     @torch.no_grad()
     def step(self, closure=None):
-        if _tracing() or not all(self._group_ok(g) for g in self.param_groups):
+        if (_tracing() or not all(self._group_ok(g) for g in self.param_groups)
+                or not _has_kernels(*self._KERNELS)):
             return super().step(closure)
         loss = None
         if closure is not None:
@@ -565,6 +566,7 @@ class Adam(_KernelOptimizer, torch.optim.Adam):
     """
 
     _NUMBERS = ("lr", "eps", "weight_decay")
+    _KERNELS = ("adam_step",)
     _decoupled = False
 
     def _group_ok(self, group) -> bool:
@@ -573,6 +575,7 @@ class Adam(_KernelOptimizer, torch.optim.Adam):
 
     def _kernel_step(self, group) -> None:
         beta1, beta2 = group["betas"]
+        kernels = _resolve()
         decoupled = self._decoupled or bool(group.get("decoupled_weight_decay", False))
         for p in group["params"]:
             if p.grad is None:
@@ -586,12 +589,14 @@ class Adam(_KernelOptimizer, torch.optim.Adam):
                     state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["step"] += 1
             mx = state.get("max_exp_avg_sq") if group["amsgrad"] else None
-            _ops.adam_step(_np(p), _np(p.grad), _np(state["exp_avg"]), _np(state["exp_avg_sq"]),
-                           step=int(state["step"].item()), lr=group["lr"], beta1=beta1,
-                           beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
-                           amsgrad=bool(group["amsgrad"]),
-                           max_exp_avg_sq=None if mx is None else _np(mx),
-                           maximize=bool(group.get("maximize", False)), decoupled=decoupled)
+            if mx is None and group["amsgrad"]:
+                raise ValueError("Adam: amsgrad=True but the state has no max_exp_avg_sq")
+            # shapes, dtypes and contiguity were checked by _group_ok: call the kernel directly
+            kernels.adam_step(_np(p), _np(state["exp_avg"]), _np(state["exp_avg_sq"]),
+                              None if mx is None else _np(mx), _np(p.grad), int(state["step"].item()),
+                              float(group["lr"]), float(beta1), float(beta2), float(group["eps"]),
+                              float(group["weight_decay"]), bool(group["amsgrad"]),
+                              bool(group.get("maximize", False)), decoupled)
 
 
 class AdamW(Adam, torch.optim.AdamW):
@@ -607,6 +612,7 @@ class SGD(_KernelOptimizer, torch.optim.SGD):
     """
 
     _NUMBERS = ("lr", "momentum", "dampening", "weight_decay")
+    _KERNELS = ("sgd_step",)
 
     def _kernel_step(self, group) -> None:
         momentum = group["momentum"]
