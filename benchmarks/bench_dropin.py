@@ -1,6 +1,6 @@
 """Drop-in benchmarks: nnkernels.sklearn vs scikit-learn, nnkernels.torch.patch vs plain PyTorch.
 
-    PYTHONPATH=python python benchmarks/bench_dropin.py [--which sklearn|torch|both]
+    PYTHONPATH=python python benchmarks/bench_dropin.py [--which sklearn|torch|both] [--threads N]
 
 sklearn: MLPClassifier fit on Fashion-MNIST (60k x 784, float32 in [0, 1];
 8x8 digits if /usr/share/datasets/fashion-mnist is missing) with the same
@@ -52,6 +52,19 @@ def load_data():
     return f(xtr), ytr.astype(np.int64), f(xte), yte.astype(np.int64), name
 
 
+def set_threads(n: int) -> None:
+    """The same thread count for every library in the race: nnkernels, PyTorch, OpenBLAS/MKL."""
+    import nnkernels
+    nnkernels.set_num_threads(n)
+    try:
+        import threadpoolctl
+        threadpoolctl.threadpool_limits(n)
+    except ImportError:  # pragma: no cover
+        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+
+
 def bench_sklearn(args, data):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier as SkMLP
@@ -59,9 +72,11 @@ def bench_sklearn(args, data):
     from nnkernels.sklearn import MLPClassifier as NkMLP
 
     xtr, ytr, xte, yte, name = data
+    xtr, xte = xtr.astype(args.x_dtype), xte.astype(args.x_dtype)
     params = dict(hidden_layer_sizes=tuple(args.hidden), max_iter=args.epochs, random_state=0,
                   solver=args.solver)
-    print(f"== sklearn MLPClassifier on {name} {xtr.shape}, {params}, float32")
+    print(f"== sklearn MLPClassifier on {name} {xtr.shape} {args.x_dtype}, {params}, "
+          f"{args.threads} thread(s)")
     rows = {}
     for rep in range(args.repeats):
         for label, cls in (("scikit-learn", SkMLP), ("nnkernels", NkMLP)):
@@ -124,7 +139,7 @@ def bench_torch(args, data):
         return time.perf_counter() - t
 
     print(f"== torch training loop on {name}: MLP {sizes}, batch {bs}, Adam, {n} samples/epoch, "
-          f"torch threads {torch.get_num_threads()}")
+          f"threads: torch {torch.get_num_threads()}, nnkernels {nkt._ops and __import__('nnkernels').get_num_threads()}")
     tp, tn = [], []
     for rep in range(args.torch_epochs):
         tp.append(epoch(plain, opt_plain, loss_fn))
@@ -150,7 +165,15 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--torch-epochs", type=int, default=3)
     p.add_argument("--torch-samples", type=int, default=0, help="samples per epoch (0: all)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads for every library (default 1: on a shared machine, 2-thread "
+                        "OpenMP/BLAS regions are dominated by oversubscription)")
+    p.add_argument("--x-dtype", default="float64", choices=("float32", "float64"),
+                   help="dtype of the features handed to fit (float64: X / 255.0 as usually loaded)")
     args = p.parse_args(argv)
+    if args.which != "sklearn":
+        import torch  # noqa: F401  (so set_threads sets its pool too)
+    set_threads(args.threads)
     data = load_data()
     if args.which in ("sklearn", "both"):
         bench_sklearn(args, data)

@@ -178,10 +178,17 @@ class _NNKMixin:
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = super()._validate_input(X, y, incremental, reset)
+        # The stochastic kernel loop converts each minibatch to the training
+        # dtype as it gathers it (no full converted copy of X); lbfgs and
+        # sparse inputs get X converted here.
         dt = _train_dtype(self.dtype, X)
-        if X.dtype != dt:
+        if X.dtype != dt and (self.solver == "lbfgs" or sparse.issparse(X)):
             X = X.astype(dt)
         return X, y
+
+    def _initialize(self, y, layer_units, dtype):
+        # coefs_/intercepts_ (and so training) in the training dtype, not X's
+        super()._initialize(y, layer_units, _train_dtype(self.dtype, np.empty(0, dtype)))
 
     def _kernel_path_ok(self, X, sample_weight) -> bool:
         if sample_weight is not None or sparse.issparse(X):
@@ -189,12 +196,19 @@ class _NNKMixin:
         if getattr(self, "loss", "log_loss") not in ("log_loss", "squared_error"):
             return False
         arrays = list(self.coefs_) + list(self.intercepts_)
-        return all(a.dtype == X.dtype and a.flags.c_contiguous and a.flags.writeable for a in arrays)
+        dt = arrays[0].dtype
+        return dt in (np.float32, np.float64) and all(
+            a.dtype == dt and a.flags.c_contiguous and a.flags.writeable for a in arrays)
 
     def _fit_stochastic(self, X, y, sample_weight, activations, deltas, coef_grads,
                         intercept_grads, layer_units, incremental):
         if not self._kernel_path_ok(X, sample_weight):
-            # scikit-learn's own loop; the optimizer (ours or theirs) only needs update_params
+            # scikit-learn's own loop, in the coefficients' dtype; the optimizer
+            # (ours or theirs) only needs update_params
+            dt = self.coefs_[0].dtype
+            if X.dtype != dt:
+                X = X.astype(dt)
+                activations[0] = X
             return super()._fit_stochastic(X, y, sample_weight, activations, deltas, coef_grads,
                                            intercept_grads, layer_units, incremental)
         params = self.coefs_ + self.intercepts_
@@ -232,9 +246,10 @@ class _NNKMixin:
                               "sample size. It is going to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
-        step = _Step(self, X_train.dtype, batch_size, y_train.shape[1])
-        X_train = np.ascontiguousarray(X_train)
-        y_train = np.ascontiguousarray(y_train, dtype=X_train.dtype)
+        dt = self.coefs_[0].dtype
+        step = _Step(self, dt, batch_size, y_train.shape[1])
+        X_train = np.ascontiguousarray(X_train)  # any float dtype: batches are converted to dt
+        y_train = np.ascontiguousarray(y_train, dtype=dt)
         try:
             self.n_iter_ = 0
             for it in range(self.max_iter):
@@ -246,7 +261,7 @@ class _NNKMixin:
                         idx = sample_idx[batch_slice]
                         xb, yb = step.gather(X_train, y_train, idx)
                     else:
-                        xb, yb = X_train[batch_slice], y_train[batch_slice]
+                        xb, yb = step.slice(X_train, y_train, batch_slice)
                     batch_loss = step.run(xb, yb)
                     accumulated_loss += batch_loss * (batch_slice.stop - batch_slice.start)
 
@@ -306,11 +321,22 @@ class _Step:
         self.y_index = None
 
     def gather(self, X, y, idx):
+        """Rows ``idx`` of X and y, in the training dtype, in reused buffers."""
         n = len(idx)
         xb, yb = self.xbuf[:n], self.ybuf[:n]
-        np.take(X, idx, axis=0, out=xb)
+        if X.dtype == self.dt:
+            np.take(X, idx, axis=0, out=xb)
+        else:
+            xb[...] = X[idx]
         np.take(y, idx, axis=0, out=yb)
         return xb, yb
+
+    def slice(self, X, y, sl):
+        if X.dtype == self.dt:
+            return X[sl], y[sl]
+        xb = self.xbuf[:sl.stop - sl.start]
+        xb[...] = X[sl]
+        return xb, y[sl]
 
     def _bufs(self, n):
         return [a[:n] for a in self.acts[0]], [d[:n] for d in self.deltas]
