@@ -92,7 +92,8 @@ def bench_sklearn(args, data):
                   flush=True)
     sk = statistics.median(r[0] for r in rows["scikit-learn"])
     nk = statistics.median(r[0] for r in rows["nnkernels"])
-    da = 100 * (rows["nnkernels"][-1][1] - rows["scikit-learn"][-1][1])
+    da = 100 * (statistics.median(r[1] for r in rows["nnkernels"])
+                - statistics.median(r[1] for r in rows["scikit-learn"]))
     print(f"  median fit: scikit-learn {sk:.2f} s, nnkernels {nk:.2f} s -> {sk / nk:.2f}x faster; "
           f"accuracy difference {da:+.2f} points")
     return sk / nk
@@ -101,6 +102,7 @@ def bench_sklearn(args, data):
 def bench_torch(args, data):
     import torch
 
+    import nnkernels
     import nnkernels.torch as nkt
 
     xtr, ytr, xte, yte, name = data
@@ -118,12 +120,18 @@ def bench_torch(args, data):
                 layers.append(torch.nn.ReLU())
         return torch.nn.Sequential(*layers)
 
-    plain = make()
-    opt_plain = torch.optim.Adam(plain.parameters(), lr=1e-3)
-    ours = nkt.patch(make())
-    opt_ours = nkt.Adam(ours.parameters(), lr=1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    loss_ours = nkt.patch(torch.nn.CrossEntropyLoss())
+    # (model, optimizer, loss) per configuration; all start from the same weights
+    configs = {}
+    m = make()
+    configs["torch"] = (m, torch.optim.Adam(m.parameters(), lr=1e-3), torch.nn.CrossEntropyLoss())
+    m = nkt.patch(make())
+    configs["patched + nnkernels Adam"] = (m, nkt.Adam(m.parameters(), lr=1e-3),
+                                           nkt.patch(torch.nn.CrossEntropyLoss()))
+    m = nkt.patch(make())
+    configs["patched + torch Adam"] = (m, torch.optim.Adam(m.parameters(), lr=1e-3),
+                                       nkt.patch(torch.nn.CrossEntropyLoss()))
+    m = make()
+    configs["torch + nnkernels Adam"] = (m, nkt.Adam(m.parameters(), lr=1e-3), torch.nn.CrossEntropyLoss())
 
     def epoch(model, opt, lf):
         g = torch.Generator().manual_seed(1)
@@ -139,19 +147,21 @@ def bench_torch(args, data):
         return time.perf_counter() - t
 
     print(f"== torch training loop on {name}: MLP {sizes}, batch {bs}, Adam, {n} samples/epoch, "
-          f"threads: torch {torch.get_num_threads()}, nnkernels {nkt._ops and __import__('nnkernels').get_num_threads()}")
-    tp, tn = [], []
-    for rep in range(args.torch_epochs):
-        tp.append(epoch(plain, opt_plain, loss_fn))
-        tn.append(epoch(ours, opt_ours, loss_ours))
-        print(f"  epoch {rep}: torch {tp[-1]:.3f} s, patched {tn[-1]:.3f} s", flush=True)
+          f"threads: torch {torch.get_num_threads()}, nnkernels {nnkernels.get_num_threads()}")
+    times = {k: [] for k in configs}
+    for rep in range(args.torch_epochs):  # configurations interleaved, epoch by epoch
+        for k, (m, o, lf) in configs.items():
+            times[k].append(epoch(m, o, lf))
+        print(f"  epoch {rep}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items()), flush=True)
     with torch.no_grad():
         acc = lambda m: (m(torch.from_numpy(xte)).argmax(1) == torch.from_numpy(yte)).float().mean().item()
-        print(f"  test accuracy after {args.torch_epochs} epochs: torch {100 * acc(plain):.2f}%, "
-              f"patched {100 * acc(ours):.2f}%")
-    mp, mn = statistics.median(tp), statistics.median(tn)
-    print(f"  median epoch: torch {mp:.3f} s, patched {mn:.3f} s -> {mp / mn:.2f}x faster")
-    return mp / mn
+        print(f"  test accuracy after {args.torch_epochs} epochs: "
+              + ", ".join(f"{k} {100 * acc(m):.2f}%" for k, (m, _, _) in configs.items()))
+    base = statistics.median(times["torch"])
+    for k, v in times.items():
+        med = statistics.median(v)
+        print(f"  median epoch {k:26s} {med:.3f} s  ({base / med:.2f}x vs torch)")
+    return base / statistics.median(times["patched + nnkernels Adam"])
 
 
 def main(argv=None):
@@ -159,12 +169,12 @@ def main(argv=None):
     p.add_argument("--which", choices=("sklearn", "torch", "both"), default="both")
     p.add_argument("--hidden", type=int, nargs="+", default=[100], help="sklearn hidden_layer_sizes")
     p.add_argument("--solver", default="adam")
-    p.add_argument("--epochs", type=int, default=10, help="sklearn max_iter")
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=3, help="sklearn max_iter")
+    p.add_argument("--repeats", type=int, default=3, help="sklearn fits per library (alternating)")
     p.add_argument("--torch-hidden", type=int, nargs="+", default=[256, 128])
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--torch-epochs", type=int, default=3)
-    p.add_argument("--torch-samples", type=int, default=0, help="samples per epoch (0: all)")
+    p.add_argument("--torch-epochs", type=int, default=5)
+    p.add_argument("--torch-samples", type=int, default=12800, help="samples per epoch (0: all)")
     p.add_argument("--threads", type=int, default=1,
                    help="threads for every library (default 1: on a shared machine, 2-thread "
                         "OpenMP/BLAS regions are dominated by oversubscription)")

@@ -115,6 +115,8 @@ def test_fallbacks_to_pytorch():
     # mixed dtypes: PyTorch's own error
     with pytest.raises(RuntimeError):
         nt.linear(torch.randn(2, 3, dtype=torch.float64), w32)
+    with pytest.raises(RuntimeError):  # shape mismatch: PyTorch's own error too
+        nt.linear(torch.randn(2, 5), w32, b32)
     # in-place variants, probability targets, broadcasting mse and empty tensors go to PyTorch
     x = torch.randn(3, 4)
     y = x.clone()

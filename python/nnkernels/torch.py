@@ -136,11 +136,22 @@ def _torch_linear(x, weight, bias, activation=None, slope=0.01):
 
 
 class _LinearFn(torch.autograd.Function):
+    """Linear [+ relu / leaky_relu epilogue] calling the backend's kernels directly.
+
+    The callers (:func:`linear`, :func:`_linear_act`) have checked dtypes,
+    devices and shapes, so the ops layer's validation is skipped here.
+    """
+
     @staticmethod
     def forward(ctx, x, weight, bias, activation, slope):
-        y = _t(_ops.linear(_np(x), _np(weight), None if bias is None else _np(bias),
-                           activation=activation, negative_slope=slope))
-        ctx.activation, ctx.slope = activation, slope
+        kernels = _resolve()
+        xa, wa = _np(x), _np(weight)
+        ba = None if bias is None else np.ascontiguousarray(_np(bias))
+        x2 = xa.reshape(-1, xa.shape[-1])
+        out = np.empty((x2.shape[0], wa.shape[0]), dtype=xa.dtype)
+        kernels.linear_forward(out, x2, wa, ba, activation, slope)
+        y = _t(out.reshape(xa.shape[:-1] + (wa.shape[0],)))
+        ctx.activation, ctx.slope, ctx.kernels = activation, slope, kernels
         ctx.save_for_backward(x, weight, bias, y if activation is not None else None)
         return y
 
@@ -148,32 +159,44 @@ class _LinearFn(torch.autograd.Function):
     def backward(ctx, grad_y):
         x, weight, bias, y = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad[:3]
+        nb = nb and bias is not None
         if torch.is_grad_enabled() or not _eligible(grad_y, x):
             # create_graph=True (double backward) or an odd grad: PyTorch's formulas
             gx, gw, gb = _torch_grads(lambda a, w, b: _torch_linear(a, w, b, ctx.activation, ctx.slope),
-                                      (x, weight, bias), (nx, nw, nb and bias is not None), grad_y)
+                                      (x, weight, bias), (nx, nw, nb), grad_y)
             return gx, gw, gb, None, None
-        # with a fused relu/leaky_relu, act'(z) is read off the output's sign inside the kernel
-        gx, gw, gb = _ops.linear_backward(_np(x), _np(weight), _np(grad_y), need_input_grad=nx,
-                                          activation=ctx.activation,
-                                          output=None if y is None else _np(y),
-                                          negative_slope=ctx.slope)
-        return (_t(gx) if nx else None, _t(gw) if nw else None,
-                _t(gb) if (nb and bias is not None) else None, None, None)
+        wa = _np(weight)
+        o, i = wa.shape
+        x2 = _np(x).reshape(-1, i)
+        g2 = np.ascontiguousarray(_np(grad_y).reshape(-1, o))
+        # with a fused relu/leaky_relu (slope >= 0), act'(z) is read off the sign of the
+        # output y, inside the kernel (applied while grad_out is packed)
+        z2 = None if y is None else np.ascontiguousarray(_np(y).reshape(-1, o))
+        gx = np.empty(x2.shape, dtype=wa.dtype) if nx else None
+        gw = np.empty((o, i), dtype=wa.dtype) if nw else None
+        gb = np.empty((o,), dtype=wa.dtype) if nb else None
+        ctx.kernels.linear_backward(gx, gw, gb, g2, x2, wa, False, ctx.activation, z2, ctx.slope)
+        return (_t(gx.reshape(x.shape)) if nx else None, _t(gw) if nw else None,
+                _t(gb) if nb else None, None, None)
+
+
+def _linear_ok(input, weight, bias) -> bool:
+    """Our kernels can compute F.linear(input, weight, bias) (else PyTorch does, or raises)."""
+    return (input.dim() >= 1 and weight.dim() == 2 and input.shape[-1] == weight.shape[1]
+            and (bias is None or (bias.dim() == 1 and bias.shape[0] == weight.shape[0]))
+            and _eligible(input, weight, bias) and _has_kernels("linear_forward", "linear_backward"))
 
 
 def linear(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``torch.nn.functional.linear`` on nnkernels' GEMM: ``input @ weight.T + bias``."""
-    if (input.dim() >= 1 and weight.dim() == 2 and _eligible(input, weight, bias)
-            and _has_kernels("linear_forward", "linear_backward")):
+    if _linear_ok(input, weight, bias):
         return _LinearFn.apply(input, weight, bias, None, 0.0)
     return F.linear(input, weight, bias)
 
 
 def _linear_act(input, weight, bias, activation: str, slope: float = 0.0):
     """linear followed by relu / leaky_relu(slope > 0) in the GEMM's epilogue."""
-    if (input.dim() >= 1 and weight.dim() == 2 and _eligible(input, weight, bias)
-            and _has_kernels("linear_forward", "linear_backward")):
+    if _linear_ok(input, weight, bias):
         return _LinearFn.apply(input, weight, bias, activation, slope)
     return _torch_linear(input, weight, bias, activation, slope)
 
