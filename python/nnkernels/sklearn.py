@@ -74,17 +74,25 @@ class _AdamKernel(AdamOptimizer):
         super().__init__(params, learning_rate_init, beta_1, beta_2, epsilon)
         self.backend = backend
 
-    def update_params(self, params, grads, weight_decays=None):
-        """``grads[i]`` (+ ``weight_decays[i] * params[i]``) is the gradient of ``params[i]``."""
+    def update_params(self, params, grads, weight_decays=None, checked=True):
+        """``grads[i]`` (+ ``weight_decays[i] * params[i]``) is the gradient of ``params[i]``.
+
+        ``checked=False`` (our own loop, whose buffers are known to fit) calls
+        the backend kernel without the ops layer's argument checks.
+        """
         self.t += 1
         bc2 = 1.0 - self.beta_2 ** self.t
         self.learning_rate = self.learning_rate_init * math.sqrt(bc2) / (1.0 - self.beta_1 ** self.t)
         eps = self.epsilon / math.sqrt(bc2)
+        kernel = None if checked else resolve(self.backend).adam_step
+        lr, b1, b2 = float(self.learning_rate_init), float(self.beta_1), float(self.beta_2)
         for i, (p, g) in enumerate(zip(params, grads)):
-            wd = 0.0 if weight_decays is None else weight_decays[i]
-            ops.adam_step(p, g, self.ms[i], self.vs[i], step=self.t, lr=self.learning_rate_init,
-                          beta1=self.beta_1, beta2=self.beta_2, eps=eps, weight_decay=wd,
-                          backend=self.backend)
+            wd = 0.0 if weight_decays is None else float(weight_decays[i])
+            if kernel is not None:
+                kernel(p, self.ms[i], self.vs[i], None, g, self.t, lr, b1, b2, eps, wd, False, False, False)
+            else:
+                ops.adam_step(p, g, self.ms[i], self.vs[i], step=self.t, lr=lr, beta1=b1, beta2=b2,
+                              eps=eps, weight_decay=wd, backend=self.backend)
 
 
 class _SGDKernel(SGDOptimizer):
@@ -110,7 +118,7 @@ class _SGDKernel(SGDOptimizer):
             for b in self.buffers:
                 b *= b.dtype.type(old / lr)
 
-    def update_params(self, params, grads, weight_decays=None):
+    def update_params(self, params, grads, weight_decays=None, checked=True):
         for i, (p, g) in enumerate(zip(params, grads)):
             wd = 0.0 if weight_decays is None else weight_decays[i]
             ops.sgd_step(p, g, self.buffers[i] if self.momentum else None, lr=self.learning_rate,
@@ -376,7 +384,8 @@ class _Step:
         # update: weight decay alpha/n on the coefficients is the L2 term's gradient
         wd = est.alpha / n
         est._optimizer.update_params(self.coefs + self.intercepts, self.gW + self.gb,
-                                     [wd] * len(self.coefs) + [0.0] * len(self.intercepts))
+                                     [wd] * len(self.coefs) + [0.0] * len(self.intercepts),
+                                     checked=False)
         return loss
 
     def _derivative(self, z, d):
