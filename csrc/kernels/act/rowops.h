@@ -29,12 +29,12 @@ inline double row_exp_sum(T* e, const T* x, index_t c, double m) {
     V s = vm::splat(0.0);
     index_t j = 0;
     for (; j + W <= c; j += W) {
-        V v = vm::exp(vm::load(x + j) - m);
+        V v = vm::exp_t<T>(vm::load(x + j) - m);
         if (e) vm::store(e + j, v);
         s += v;
     }
     if (j < c) {
-        V v = vm::exp(vm::load_part(x + j, c - j, -INFINITY) - m);
+        V v = vm::exp_t<T>(vm::load_part(x + j, c - j, -INFINITY) - m);
         if (e) vm::store_part(e + j, v, c - j);
         s += v;
     }
