@@ -187,11 +187,11 @@ def test_predict_in_batches_eval_mode():
 def test_mnist_sized_mlp_trains_with_every_optimizer(opt_name, kw):
     # MLP([784, 256, 128, 10]) on a learnable random problem: the loss goes down.
     rng = np.random.default_rng(0)
-    X = rng.random((512, 784), dtype=np.float32)
+    X = rng.random((256, 784), dtype=np.float32)
     w = rng.standard_normal((784, 10)).astype(np.float32)
     y = (X @ w).argmax(1)
     m = nn.MLP([784, 256, 128, 10], rng=0)
     o = getattr(optim, opt_name)(m.parameters(), **kw)
-    h = fit(m, nn.CrossEntropyLoss(), o, (X, y), epochs=3, batch_size=64, progress=False,
+    h = fit(m, nn.CrossEntropyLoss(), o, (X, y), epochs=2, batch_size=64, progress=False,
             scheduler=sched.CosineAnnealingLR(o, T_max=3))
     assert h.train_loss[-1] < h.train_loss[0]
