@@ -227,3 +227,15 @@ def test_lbfgs_and_sample_weight_use_sklearn_path(digits):
         ref.fit(Xtr, ytr, sample_weight=sw)
         ours.fit(Xtr, ytr, sample_weight=sw)
     np.testing.assert_allclose(ours.coefs_[0], ref.coefs_[0], rtol=2e-3, atol=2e-4)
+
+
+def test_poisson_regressor_and_regressor_early_stopping_match_sklearn(digits):
+    Xtr, _, ytr, _ = digits
+    y = ytr.astype(np.float32)
+    for kw in (dict(loss="poisson"), dict(early_stopping=True, n_iter_no_change=2)):
+        kw = dict(hidden_layer_sizes=(8,), max_iter=6, random_state=0, **kw)
+        ref = _fit_quietly(skn.MLPRegressor(**kw), Xtr, y)
+        ours = _fit_quietly(MLPRegressor(**kw), Xtr, y)
+        assert ours.out_activation_ == ref.out_activation_ and ours.n_iter_ == ref.n_iter_
+        np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-4)
+        np.testing.assert_allclose(ours.coefs_[0], ref.coefs_[0], rtol=2e-3, atol=2e-4)
