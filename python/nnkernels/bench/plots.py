@@ -19,6 +19,12 @@ def _plt():
     return plt
 
 
+def matplotlib_ticker():
+    import matplotlib.ticker
+
+    return matplotlib.ticker
+
+
 def _series(records, suite, xkey, ykey, filt=None):
     """{threads: {impl: [(x, y), ...]}} of ok records."""
     out: dict = {}
@@ -37,9 +43,17 @@ def _series(records, suite, xkey, ykey, filt=None):
     return out
 
 
+_COLORS = {"nnk:cpp": "tab:blue", "nnk:numba": "tab:cyan", "nnk:numpy": "tab:purple",
+           "numpy": "tab:olive", "torch": "tab:red", "jax": "tab:green", "sklearn": "tab:orange"}
+
+
 def _style(impl: str) -> dict:
-    return {"marker": "o" if impl.startswith("nnk:") else "s",
-            "linestyle": "-" if impl.startswith("nnk:") else "--", "linewidth": 2 if impl == "nnk:cpp" else 1.2}
+    ours = impl.startswith("nnk:")
+    style = {"marker": "o" if ours else "s", "linestyle": "-" if ours else "--",
+             "linewidth": 2.2 if impl == "nnk:cpp" else 1.3}
+    if impl in _COLORS:
+        style["color"] = _COLORS[impl]
+    return style
 
 
 def _panels(plt, series, title, xlabel, ylabel, logy=False, hline=None):
@@ -53,6 +67,10 @@ def _panels(plt, series, title, xlabel, ylabel, logy=False, hline=None):
             ax.axhline(hline(t), color="black", linestyle=":", linewidth=1.5,
                        label=f"measured FMA peak ({hline(t):.0f} GFLOP/s)")
         ax.set_xscale("log", base=2)
+        xs_all = sorted({x for pts in series[t].values() for x, _ in pts})
+        ax.set_xticks(xs_all)
+        ax.set_xticklabels([str(x) for x in xs_all])
+        ax.xaxis.set_minor_locator(matplotlib_ticker().NullLocator())
         if logy:
             ax.set_yscale("log")
         ax.set_title(f"{title}, {t} thread{'s' if t > 1 else ''}")
@@ -94,7 +112,10 @@ def write_plots(res: dict, out_dir: str) -> list:
         fig = _panels(plt, sx, "softmax cross-entropy, loss + grad (N=256)", "classes", "time per call (us)",
                       logy=True)
         for ax in fig.axes:
+            ticks = ax.get_xticks()
             ax.set_xscale("log", base=10)
+            ax.set_xticks(ticks)
+            ax.set_xticklabels([str(int(x)) for x in ticks])
         fig.savefig(os.path.join(out_dir, "softmax_xent.png"), dpi=110)
         plt.close(fig)
         written.append("softmax_xent.png")
