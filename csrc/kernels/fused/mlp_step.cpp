@@ -1,0 +1,464 @@
+// Fused MLP training step (see nnk/fused.h for the contract and the math).
+// Compiled once per ISA variant; the GEMMs are this variant's GEMM driver
+// (nnk::NNK_NS::gemm_kernels()), called with the bias/activation epilogue on
+// the forward pass and transposed strides on the backward pass (packing reads
+// the transposes; nothing is materialised).
+//
+// Data path of one step, batch n, layers l = 0..L-1:
+//   forward   h[l] = act(h[l-1] @ W[l].T + b[l])     GEMM, bias+act in the epilogue
+//             (activations whose derivative needs z: GEMM writes z, one pass makes h)
+//   loss      rowloss[i], g0 = dloss/dh[L-1]           one pass over the logits
+//   backward  dz[l] = g * act'(z or h)                 one pass (in place on g)
+//             dW[l] = dz[l].T @ h[l-1]                 GEMM into grads (packing reads dz.T)
+//             db[l] = colsum(dz[l])                    fixed row order
+//             g'    = dz[l] @ W[l]   (l > 0 only)      GEMM, W read row-major
+//   update    params/state/grads: one elementwise pass over the flat buffer
+// Every reduction runs in a fixed order, so results do not depend on threads.
+#include <omp.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "../gemm/gemm_epilogue.h"
+#include "nnk/fused.h"
+#include "nnk/gemm.h"
+
+namespace nnk {
+namespace NNK_NS {
+namespace {
+
+template <class T>
+void call_gemm(const GemmProblem<T>& p);
+template <>
+void call_gemm<float>(const GemmProblem<float>& p) {
+    gemm_kernels().sgemm(p);
+}
+template <>
+void call_gemm<double>(const GemmProblem<double>& p) {
+    gemm_kernels().dgemm(p);
+}
+template <class T>
+void call_colsum(T* out, const T* x, index_t m, index_t n);
+template <>
+void call_colsum<float>(float* out, const float* x, index_t m, index_t n) {
+    gemm_kernels().colsum_f32(out, x, m, n, n, false);
+}
+template <>
+void call_colsum<double>(double* out, const double* x, index_t m, index_t n) {
+    gemm_kernels().colsum_f64(out, x, m, n, n, false);
+}
+
+// Elementwise work below which a pass stays on the calling thread.
+constexpr index_t kElemMinWork = 1 << 15;
+
+// Run f(begin, end) over [0, count) split into contiguous chunks, one per thread.
+template <class F>
+void parallel_chunks(index_t count, index_t min_work, F&& f) {
+    const int nt = threads_for(count, min_work);
+    if (nt <= 1) {
+        f(index_t(0), count);
+        return;
+    }
+    OmpErrors errors;
+#pragma omp parallel num_threads(nt)
+    errors.run([&] {
+        const int t = omp_get_thread_num(), nth = omp_get_num_threads();
+        // 16-element aligned chunk boundaries keep vector loops aligned.
+        const index_t per = ((count + nth - 1) / nth + 15) / 16 * 16;
+        const index_t b = t * per < count ? t * per : count;
+        const index_t e = b + per < count ? b + per : count;
+        if (b < e) f(b, e);
+    });
+    errors.rethrow();
+}
+
+Epilogue epilogue_of(FusedAct a) {
+    switch (a) {
+        case FusedAct::relu: return Epilogue::relu;
+        case FusedAct::leaky_relu: return Epilogue::leaky_relu;
+        case FusedAct::gelu: return Epilogue::gelu;
+        case FusedAct::gelu_tanh: return Epilogue::gelu_tanh;
+        case FusedAct::silu: return Epilogue::silu;
+        default: return Epilogue::none;
+    }
+}
+
+// Activations the GEMM epilogue cannot apply (done in a pass after the GEMM).
+template <class T>
+inline T act_forward(FusedAct a, T x, T param) {
+    switch (a) {
+        case FusedAct::tanh: return std::tanh(x);
+        case FusedAct::sigmoid: return T(1) / (T(1) + std::exp(-x));
+        case FusedAct::none: return x;
+        default: return apply_epilogue(x, epilogue_of(a), param);
+    }
+}
+
+// g := g * act'(.) in place (PyTorch's backward formulas); z may alias h.
+template <class T>
+void act_backward(FusedAct a, T param, T* g, const T* z, const T* h, index_t count) {
+    switch (a) {
+        case FusedAct::none:
+            return;
+        case FusedAct::relu:  // threshold_backward on the result: h <= 0 -> 0
+            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
+#pragma omp simd
+                for (index_t i = b; i < e; ++i) g[i] = h[i] <= T(0) ? T(0) : g[i];
+            });
+            return;
+        case FusedAct::leaky_relu: {  // x > 0 ? g : g * slope (sign of z == sign of h if slope > 0)
+            const T* s = param > T(0) ? h : z;
+            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
+#pragma omp simd
+                for (index_t i = b; i < e; ++i) g[i] = s[i] > T(0) ? g[i] : g[i] * param;
+            });
+            return;
+        }
+        case FusedAct::tanh:
+            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
+#pragma omp simd
+                for (index_t i = b; i < e; ++i) g[i] = g[i] * (T(1) - h[i] * h[i]);
+            });
+            return;
+        case FusedAct::sigmoid:
+            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
+#pragma omp simd
+                for (index_t i = b; i < e; ++i) g[i] = g[i] * (T(1) - h[i]) * h[i];
+            });
+            return;
+        case FusedAct::gelu:
+            parallel_chunks(count, kElemMinWork / 8, [&](index_t b, index_t e) {
+                const T kAlpha = T(0.70710678118654752440), kBeta = T(0.39894228040143267794);
+                for (index_t i = b; i < e; ++i) {
+                    const T x = z[i];
+                    const T cdf = T(0.5) * (T(1) + std::erf(x * kAlpha));
+                    const T pdf = std::exp(T(-0.5) * x * x) * kBeta;
+                    g[i] = g[i] * (cdf + x * pdf);
+                }
+            });
+            return;
+        case FusedAct::gelu_tanh:
+            parallel_chunks(count, kElemMinWork / 8, [&](index_t b, index_t e) {
+                const T kBeta = T(0.79788456080286535588), kKappa = T(0.044715);
+                for (index_t i = b; i < e; ++i) {
+                    const T x = z[i];
+                    const T x_sq = x * x, x_cube = x_sq * x;
+                    const T inner = kBeta * (x + kKappa * x_cube);
+                    const T t = std::tanh(inner);
+                    const T left = T(0.5) * x, right = T(1) + t;
+                    const T left_d = T(0.5) * right;
+                    const T tanh_d = T(1) - t * t;
+                    const T inner_d = kBeta * (T(1) + T(3) * kKappa * x_sq);
+                    g[i] = g[i] * (left_d + left * tanh_d * inner_d);
+                }
+            });
+            return;
+        case FusedAct::silu:
+            parallel_chunks(count, kElemMinWork / 8, [&](index_t b, index_t e) {
+                for (index_t i = b; i < e; ++i) {
+                    const T x = z[i];
+                    const T s = T(1) / (T(1) + std::exp(-x));
+                    g[i] = g[i] * (s * (T(1) + x * (T(1) - s)));
+                }
+            });
+            return;
+    }
+}
+
+// ---- forward ----------------------------------------------------------------
+template <class T>
+const T* forward(const MlpModel<T>& M, const MlpBatch<T>& B, const MlpWorkspaceLayout& W,
+                 T* final_out) {
+    const index_t n = B.n;
+    const T* in = B.x;
+    index_t ld_in = B.ldx;
+    for (int l = 0; l < M.n_layers; ++l) {
+        const index_t di = M.dims[l], dout = M.dims[l + 1];
+        const bool last = l + 1 == M.n_layers;
+        T* h = (last && final_out) ? final_out : B.workspace + W.h[l];
+        const FusedAct a = M.act[l];
+        const bool via_z = W.z[l] >= 0 || a == FusedAct::tanh || a == FusedAct::sigmoid;
+        T* dst = W.z[l] >= 0 ? B.workspace + W.z[l] : h;
+        GemmProblem<T> p;
+        p.m = n;
+        p.n = dout;
+        p.k = di;
+        p.a = in;
+        p.rsa = ld_in;
+        p.csa = 1;
+        p.b = M.params + M.w_off[l];  // W.T: element (p, j) = W[j, p]
+        p.rsb = 1;
+        p.csb = di;
+        p.c = dst;
+        p.rsc = dout;
+        p.csc = 1;
+        p.bias = M.b_off[l] >= 0 ? M.params + M.b_off[l] : nullptr;
+        p.epilogue = via_z ? Epilogue::none : epilogue_of(a);
+        p.epilogue_param = M.act_param[l];
+        call_gemm<T>(p);
+        if (via_z) {
+            const T param = M.act_param[l];
+            parallel_chunks(n * dout, kElemMinWork / 8, [&](index_t b, index_t e) {
+                for (index_t i = b; i < e; ++i) h[i] = act_forward(a, dst[i], param);
+            });
+        }
+        in = h;
+        ld_in = dout;
+    }
+    return in;
+}
+
+// ---- loss -------------------------------------------------------------------
+// Writes g = dloss/dout (n, c) and returns the mean loss. Per-row terms are
+// summed in row order (double accumulator).
+template <class T>
+double loss_and_grad(const MlpBatch<T>& B, const T* out, index_t c, T* g, T* rowloss) {
+    const index_t n = B.n;
+    if (B.loss == FusedLoss::cross_entropy) {
+        const T inv_n = T(1) / T(n);
+        std::atomic<bool> bad_label{false};
+        parallel_chunks(n, (kElemMinWork / 4) / (c > 0 ? c : 1) + 1, [&](index_t b, index_t e) {
+            for (index_t i = b; i < e; ++i) {
+                const T* z = out + i * c;
+                T* gi = g + i * c;
+                const std::int64_t y = B.labels[i];
+                if (y < 0 || y >= c) {
+                    bad_label.store(true, std::memory_order_relaxed);
+                    for (index_t j = 0; j < c; ++j) gi[j] = T(0);
+                    rowloss[i] = T(0);
+                    continue;
+                }
+                T mx = z[0];
+                for (index_t j = 1; j < c; ++j) mx = (z[j] > mx || z[j] != z[j]) ? z[j] : mx;
+                T s = 0;
+                for (index_t j = 0; j < c; ++j) {
+                    gi[j] = std::exp(z[j] - mx);
+                    s += gi[j];
+                }
+                const T inv_s = T(1) / s;
+                for (index_t j = 0; j < c; ++j) gi[j] = gi[j] * inv_s * inv_n;
+                gi[y] -= inv_n;
+                rowloss[i] = (std::log(s) + mx) - z[y];
+            }
+        });
+        if (bad_label.load()) throw std::invalid_argument("y: a class index is out of range [0, C)");
+    } else {
+        const T scale = T(2) / T(n * c);
+        parallel_chunks(n, (kElemMinWork / 4) / (c > 0 ? c : 1) + 1, [&](index_t b, index_t e) {
+            for (index_t i = b; i < e; ++i) {
+                const T* o = out + i * c;
+                const T* t = B.target + i * c;
+                T* gi = g + i * c;
+                T s = 0;
+                for (index_t j = 0; j < c; ++j) {
+                    const T d = o[j] - t[j];
+                    s += d * d;
+                    gi[j] = scale * d;
+                }
+                rowloss[i] = s;
+            }
+        });
+    }
+    double total = 0;
+    for (index_t i = 0; i < n; ++i) total += static_cast<double>(rowloss[i]);
+    return B.loss == FusedLoss::cross_entropy ? total / double(n) : total / double(n * c);
+}
+
+// ---- optimizer ----------------------------------------------------------------
+// One pass over [0, count) of params/grads/state; PyTorch's single-tensor
+// formulas, operation for operation.
+template <class T>
+void optimizer_update(const MlpModel<T>& M, const FusedOptim& o) {
+    T* __restrict p = M.params;
+    T* __restrict gr = M.grads;
+    const index_t count = M.n_params;
+    const T lr = T(o.lr), wd = T(o.weight_decay);
+    switch (o.kind) {
+        case FusedOpt::none:
+            return;
+        case FusedOpt::sgd: {
+            const T mom = T(o.momentum), damp1 = T(1) - T(o.dampening);
+            T* __restrict buf = M.state[0];
+            const bool first = o.step <= 1, nest = o.nesterov, maxi = o.maximize;
+            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
+#pragma omp simd
+                for (index_t i = b; i < e; ++i) {
+                    T g = maxi ? -gr[i] : gr[i];
+                    if (wd != T(0)) g = g + wd * p[i];
+                    if (mom != T(0)) {
+                        const T bi = first ? g : mom * buf[i] + damp1 * g;
+                        buf[i] = bi;
+                        g = nest ? g + mom * bi : bi;
+                    }
+                    p[i] = p[i] + (-lr) * g;
+                }
+            });
+            return;
+        }
+        case FusedOpt::adam:
+        case FusedOpt::adamw: {
+            const bool decoupled = o.kind == FusedOpt::adamw, maxi = o.maximize;
+            const T b1 = T(o.beta1), b2 = T(o.beta2), eps = T(o.eps);
+            const T w1 = T(1) - b1, w2 = T(1) - b2;
+            const double bc1 = 1.0 - std::pow(o.beta1, double(o.step));
+            const double bc2 = 1.0 - std::pow(o.beta2, double(o.step));
+            const T step_size = T(o.lr / bc1);
+            const T bc2_sqrt = T(std::sqrt(bc2));
+            const T decay = T(1.0 - o.lr * o.weight_decay);
+            T* __restrict m = M.state[0];
+            T* __restrict v = M.state[1];
+            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
+#pragma omp simd
+                for (index_t i = b; i < e; ++i) {
+                    T g = maxi ? -gr[i] : gr[i];
+                    T pi = p[i];
+                    if (wd != T(0)) {
+                        if (decoupled)
+                            pi = pi * decay;
+                        else
+                            g = g + wd * pi;
+                    }
+                    // exp_avg.lerp_(grad, 1 - beta1): weight < 0.5 form
+                    const T mi = w1 < T(0.5) ? m[i] + w1 * (g - m[i]) : g - (g - m[i]) * (T(1) - w1);
+                    const T vi = v[i] * b2 + w2 * (g * g);
+                    m[i] = mi;
+                    v[i] = vi;
+                    const T denom = std::sqrt(vi) / bc2_sqrt + eps;
+                    p[i] = pi + (-step_size) * (mi / denom);
+                }
+            });
+            return;
+        }
+        case FusedOpt::rmsprop: {
+            const T alpha = T(o.alpha), w = T(1) - alpha, eps = T(o.eps), mom = T(o.momentum);
+            const bool centered = o.centered, maxi = o.maximize;
+            T* __restrict sq = M.state[0];
+            T* __restrict buf = M.state[1];
+            T* __restrict ga = M.state[2];
+            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
+#pragma omp simd
+                for (index_t i = b; i < e; ++i) {
+                    T g = maxi ? -gr[i] : gr[i];
+                    if (wd != T(0)) g = g + wd * p[i];
+                    const T s = sq[i] * alpha + w * (g * g);
+                    sq[i] = s;
+                    T avg;
+                    if (centered) {
+                        const T a = w < T(0.5) ? ga[i] + w * (g - ga[i]) : g - (g - ga[i]) * (T(1) - w);
+                        ga[i] = a;
+                        avg = std::sqrt(s + (-(a * a))) + eps;
+                    } else {
+                        avg = std::sqrt(s) + eps;
+                    }
+                    if (mom > T(0)) {
+                        const T bi = buf[i] * mom + g / avg;
+                        buf[i] = bi;
+                        p[i] = p[i] + (-lr) * bi;
+                    } else {
+                        p[i] = p[i] + (-lr) * (g / avg);
+                    }
+                }
+            });
+            return;
+        }
+    }
+}
+
+template <class T>
+MlpWorkspaceLayout layout_of(const MlpModel<T>& M, index_t n) {
+    double ap[kFusedMaxLayers];
+    for (int l = 0; l < M.n_layers; ++l) ap[l] = double(M.act_param[l]);
+    return mlp_workspace_layout(M.n_layers, M.dims, M.act, ap, n);
+}
+
+template <class T>
+double train_step(const MlpModel<T>& M, const MlpBatch<T>& B, const FusedOptim& opt) {
+    const index_t n = B.n;
+    const int L = M.n_layers;
+    const MlpWorkspaceLayout W = layout_of(M, n);
+    T* ws = B.workspace;
+    const T* out = forward<T>(M, B, W, static_cast<T*>(nullptr));
+    const index_t c = M.dims[L];
+    T* g = ws + W.g0;     // dloss/dh[l]  -> dz[l] in place
+    T* gnext = ws + W.g1;  // dloss/dh[l-1]
+    const double loss = loss_and_grad(B, out, c, g, ws + W.rowloss);
+    for (int l = L - 1; l >= 0; --l) {
+        const index_t di = M.dims[l], dout = M.dims[l + 1];
+        const T* h = ws + W.h[l];
+        const T* z = W.z[l] >= 0 ? ws + W.z[l] : h;
+        act_backward<T>(M.act[l], M.act_param[l], g, z, h, n * dout);
+        const T* hin = l > 0 ? ws + W.h[l - 1] : B.x;
+        const index_t ld_in = l > 0 ? di : B.ldx;
+        {  // dW[l](dout, di) = dz.T @ h[l-1]
+            GemmProblem<T> p;
+            p.m = dout;
+            p.n = di;
+            p.k = n;
+            p.a = g;
+            p.rsa = 1;
+            p.csa = dout;
+            p.b = hin;
+            p.rsb = ld_in;
+            p.csb = 1;
+            p.c = M.grads + M.w_off[l];
+            p.rsc = di;
+            p.csc = 1;
+            call_gemm<T>(p);
+        }
+        if (M.b_off[l] >= 0) call_colsum<T>(M.grads + M.b_off[l], g, n, dout);
+        if (l > 0) {  // dh[l-1](n, di) = dz @ W[l]
+            GemmProblem<T> p;
+            p.m = n;
+            p.n = di;
+            p.k = dout;
+            p.a = g;
+            p.rsa = dout;
+            p.csa = 1;
+            p.b = M.params + M.w_off[l];
+            p.rsb = di;
+            p.csb = 1;
+            p.c = gnext;
+            p.rsc = di;
+            p.csc = 1;
+            call_gemm<T>(p);
+            T* t = g;
+            g = gnext;
+            gnext = t;
+        }
+    }
+    optimizer_update(M, opt);
+    return loss;
+}
+
+double train_step_f32(const MlpModel<float>& M, const MlpBatch<float>& B, const FusedOptim& o) {
+    return train_step<float>(M, B, o);
+}
+double train_step_f64(const MlpModel<double>& M, const MlpBatch<double>& B, const FusedOptim& o) {
+    return train_step<double>(M, B, o);
+}
+void forward_f32(float* out, const MlpModel<float>& M, const MlpBatch<float>& B) {
+    forward<float>(M, B, layout_of(M, B.n), out);
+}
+void forward_f64(double* out, const MlpModel<double>& M, const MlpBatch<double>& B) {
+    forward<double>(M, B, layout_of(M, B.n), out);
+}
+
+}  // namespace
+
+const FusedKernels& fused_kernels() {
+    static const FusedKernels table{
+#if defined(NNK_ISA_AVX512)
+        "avx512",
+#elif defined(NNK_ISA_AVX2)
+        "avx2",
+#else
+        "generic",
+#endif
+        &train_step_f32, &train_step_f64, &forward_f32, &forward_f64};
+    return table;
+}
+
+}  // namespace NNK_NS
+}  // namespace nnk
