@@ -55,6 +55,7 @@ class Config:
     backends: list = field(default_factory=lambda: ["cpp"])
     quick: bool = False
     budget: Budget = field(default_factory=Budget)
+    deadline: Optional[float] = None  # seconds for all tasks; later ones are skipped
 
 
 @dataclass
@@ -123,7 +124,8 @@ def run_task(task: Task, budget: Budget, peaks: Optional[dict] = None) -> dict:
     except NotAvailable as exc:
         return _record(task, "not available", str(exc))
     except AttributeError as exc:  # a kernel or API this build lacks
-        return _record(task, "not available", str(exc))
+        where = f"backend {task.backend!r}: " if task.backend else ""
+        return _record(task, "not available", f"{where}{exc}")
     except Exception as exc:  # noqa: BLE001 - one broken case must not end the run
         last = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return _record(task, "error", last)
@@ -133,14 +135,15 @@ def run_task(task: Task, budget: Budget, peaks: Optional[dict] = None) -> dict:
 #: Pause when the implementation changes: thread pools of the previous
 #: runtime (our OpenMP, PyTorch's OpenMP, OpenBLAS, XLA) stop spin-waiting
 #: and go to sleep before the next one is timed.
-SWITCH_PAUSE = 0.01
+SWITCH_PAUSE = 0.005
 
 
 def run_tasks(tasks: Iterable[Task], budget: Budget, peaks: Optional[dict] = None,
-              progress: bool = True) -> list:
+              progress: bool = True, deadline: Optional[float] = None) -> list:
     """Run tasks grouped by thread count (one thread scope per group), in
     their order otherwise: every implementation of a case is timed close
-    together in time, so load changes on a shared machine hit all alike."""
+    together in time, so load changes on a shared machine hit all alike.
+    After ``deadline`` seconds the remaining tasks are recorded as skipped."""
     tasks = list(tasks)
     bar = None
     if progress:
@@ -149,6 +152,7 @@ def run_tasks(tasks: Iterable[Task], budget: Budget, peaks: Optional[dict] = Non
         bar = tqdm(total=len(tasks), unit="case", dynamic_ncols=True, leave=False)
     order = sorted(range(len(tasks)), key=lambda i: tasks[i].threads)
     out: dict = {}
+    start = time.perf_counter()
     try:
         current = None
         scope = None
@@ -162,8 +166,13 @@ def run_tasks(tasks: Iterable[Task], budget: Budget, peaks: Optional[dict] = Non
                 current = task.threads
             if bar is not None:
                 bar.set_description(f"{task.suite} t={task.threads} {task.case} {task.impl}"[:60])
-            time.sleep(SWITCH_PAUSE)
-            out[i] = run_task(task, budget, peaks)
+            if deadline is not None and time.perf_counter() - start > deadline:
+                out[i] = _record(task, "skipped", f"time budget of {deadline:.0f} s spent")
+            else:
+                time.sleep(SWITCH_PAUSE)
+                t0 = time.perf_counter()
+                out[i] = run_task(task, budget, peaks)
+                out[i]["wall_s"] = time.perf_counter() - t0
             if bar is not None:
                 bar.update(1)
         if scope is not None:

@@ -117,7 +117,10 @@ def measure(fn: Callable[[], object], budget: Budget = FULL,
             sync(r)
 
     for _ in range(budget.warmup):
+        t0 = clock()
         call()
+        if clock() - t0 >= budget.slow:  # too slow to repeat (includes any compilation)
+            return Stats(samples=[clock() - t0], number=1)
     t0 = clock()
     call()
     one = max(clock() - t0, 1e-9)
