@@ -342,3 +342,73 @@ def test_cli_tiny_run(tmp_path, monkeypatch, capsys):
     assert set(ok["vs"]) == {"numpy"}
     md = (out / "report.md").read_text()
     assert "## gemm" in md and "## Where we stand" in md and "nosuchpeer" in md
+
+
+def test_measure_stops_when_calls_get_slow():
+    # Calibrated on a 1 ms call, then every call takes 1 s: without the hard
+    # stop this would be 3 samples x 10 calls x 1 s.
+    clk = FakeClock(lambda i: 0.001 if i <= 2 else 1.0)
+    b = Budget(target=0.01, repeats=3, min_repeats=3, max_time=0.5, warmup=1, slow=2.0)
+    s = measure(clk.fn, b, clock=clk)
+    assert s.number == 10 and s.n == 1
+    assert clk.t < 2 + 0.002 + 2.0           # stopped within one clock check of the limit
+    assert s.samples[0] == pytest.approx(1.0)
+
+
+def _numpy_vs_torch(a, b):
+    np.testing.assert_allclose(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64),
+                               rtol=2e-4, atol=1e-6)
+
+
+def test_numpy_peers_compute_what_torch_computes():
+    """The hand-written NumPy peers time the right computation."""
+    torch = pytest.importorskip("torch")
+    from nnkernels.bench.suites import activations, losses, softmax_xent
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 8)).astype(np.float32)
+    g = rng.standard_normal((4, 8)).astype(np.float32)
+    for act in ("relu", "silu", "sigmoid", "tanh"):
+        for direction in ("fwd", "bwd"):
+            out = np.empty_like(x)
+            activations._numpy(act, direction, x, g, out)()
+            ref = activations._torch(act, direction, x, g)()
+            _numpy_vs_torch(out, ref.numpy())
+    t = rng.random((4, 8)).astype(np.float32)
+    for name in losses.LOSSES:
+        loss, grad = losses._numpy(name, x, t)()
+        rl, rg = losses._torch(name, x, t)()
+        _numpy_vs_torch(loss, float(rl))
+        _numpy_vs_torch(grad, rg.numpy())
+    y = rng.integers(0, 8, size=4)
+    loss, grad = softmax_xent._numpy(x, y)()
+    rl, rg = softmax_xent._torch(x, y)()
+    _numpy_vs_torch(loss, float(rl))
+    _numpy_vs_torch(grad, rg.numpy())
+    xt = torch.from_numpy(x).requires_grad_()
+    torch.nn.functional.cross_entropy(xt, torch.from_numpy(y)).backward()
+    _numpy_vs_torch(grad, xt.grad.numpy())
+
+
+def test_numpy_adam_matches_torch():
+    torch = pytest.importorskip("torch")
+    from nnkernels.bench.suites import optim
+
+    shapes = [(3, 5), (5,)]
+    ours_np = optim._numpy(shapes)
+    step_t = optim._torch(shapes, "loop")
+    for _ in range(3):
+        ours_np()
+        step_t()
+    # Both started from the same arrays (same seeds): compare the parameters.
+    p_np = ours_np.params
+    p_t = [p.detach().numpy() for p in step_t.__self__.param_groups[0]["params"]]
+    assert len(p_np) == len(p_t) == 2
+    for a, b in zip(p_np, p_t):
+        _numpy_vs_torch(a, b)
+    if "adam_step" in dir(__import__("nnkernels").ops):
+        ours = optim._ours(shapes)
+        for _ in range(3):
+            ours()
+        for a, b in zip(ours.params, p_t):
+            _numpy_vs_torch(a, b)

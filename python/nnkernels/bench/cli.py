@@ -53,6 +53,9 @@ def add_arguments(parser) -> None:
                              "(default: ./nnkernels-bench/)")
     parser.add_argument("--repeats", type=int, default=None, metavar="N",
                         help="timed samples per figure (default 9; --quick 5)")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="stop timing after this many seconds and report the remaining figures "
+                             f"as skipped (default: none; --quick: {QUICK_DEADLINE:.0f})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--compare", nargs=2, metavar=("OLD.json", "NEW.json"),
                         help="print speed ratios between two results.json files and exit")
@@ -93,13 +96,15 @@ def run(args) -> int:
                                                                                    args.repeats))
     # --quick: whatever the machine's load, stop timing after QUICK_DEADLINE seconds
     # (the remaining figures are reported as skipped) so the run stays under a minute.
-    cfg = Config(threads=threads, backends=backends, quick=args.quick, budget=budget,
-                 deadline=QUICK_DEADLINE if args.quick else None)
+    deadline = args.time_limit if args.time_limit is not None else (QUICK_DEADLINE if args.quick else None)
+    if deadline is not None and deadline <= 0:
+        raise UsageError(f"--time-limit: expected a positive number of seconds, got {deadline}")
+    cfg = Config(threads=threads, backends=backends, quick=args.quick, budget=budget, deadline=deadline)
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out: cannot create {args.out!r}: {exc.strerror}") from None
-    progress = not args.no_progress and sys.stderr.isatty()
+    progress = not args.no_progress
     print(f"nnkernels bench: suites {', '.join(suites)}; threads {threads}; backends {backends}"
           f"{'; quick' if args.quick else ''}", file=sys.stderr)
     res = run_bench(cfg, suites, progress=progress)

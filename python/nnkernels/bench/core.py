@@ -147,9 +147,13 @@ def run_tasks(tasks: Iterable[Task], budget: Budget, peaks: Optional[dict] = Non
     tasks = list(tasks)
     bar = None
     if progress:
+        import sys
+
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(tasks), unit="case", dynamic_ncols=True, leave=False)
+        tty = sys.stderr.isatty()
+        bar = tqdm(total=len(tasks), unit="figure", dynamic_ncols=True, leave=False,
+                   mininterval=0.1 if tty else 10.0)
     order = sorted(range(len(tasks)), key=lambda i: tasks[i].threads)
     out: dict = {}
     start = time.perf_counter()

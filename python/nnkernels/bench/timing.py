@@ -6,7 +6,9 @@ sample so one sample lasts about ``target`` seconds (timer resolution and
 call overhead become negligible) and ``repeats`` samples so the whole
 measurement stays near ``max_time``. Each sample is the mean time of one
 call over its ``number`` calls; the figures reported are the median of the
-samples and their spread (quartiles and min-max).
+samples and their spread (quartiles and min-max). If the calls turn out
+much slower than the calibration call (a loaded machine), timing stops
+after ``max(4 * max_time, slow)`` seconds with the samples taken so far.
 """
 
 from __future__ import annotations
@@ -130,12 +132,26 @@ def measure(fn: Callable[[], object], budget: Budget = FULL,
     per_sample = number * one
     repeats = int(budget.max_time // per_sample)
     repeats = max(budget.min_repeats, min(budget.repeats, repeats))
+    # Hard stop: if calls become much slower than the calibration call (a
+    # loaded machine), end early with the samples so far rather than spend
+    # number * repeats slow calls. The clock is read every `check` calls.
+    stop = clock() + max(4.0 * budget.max_time, budget.slow)
+    check = max(1, number // 8)
     samples = []
     for _ in range(repeats):
         t0 = clock()
-        for _ in range(number):
-            call()
-        samples.append((clock() - t0) / number)
+        done = 0
+        late = False
+        while done < number:
+            for _ in range(min(check, number - done)):
+                call()
+            done += min(check, number - done)
+            if done < number and clock() > stop:
+                late = True
+                break
+        samples.append((clock() - t0) / done)
+        if late or clock() > stop:
+            break
     return Stats(samples=samples, number=number)
 
 

@@ -26,36 +26,54 @@ COLS = 1024
 
 
 def _numpy(act: str, direction: str, x, g, out):
+    """NumPy expressions writing into preallocated arrays (``out``, scratch ``e``)."""
     e = np.empty_like(x)
+
+    def sigmoid(dst):  # dst := 1 / (1 + exp(-x))
+        np.negative(x, out=dst)
+        np.exp(dst, out=dst)
+        np.add(dst, 1, out=dst)
+        np.reciprocal(dst, out=dst)
+
     if act == "relu":
         if direction == "fwd":
             return lambda: np.maximum(x, 0, out=out)
         return lambda: np.multiply(g, x > 0, out=out)
     if act == "sigmoid":
-        def fwd():
-            np.negative(x, out=out); np.exp(out, out=out); out += 1; np.reciprocal(out, out=out)
         if direction == "fwd":
-            return fwd
+            return lambda: sigmoid(out)
 
-        def bwd():
-            fwd(); np.subtract(1, out, out=e); e *= out; np.multiply(g, e, out=out)
-        return bwd
+        def sigmoid_bwd():  # g * s * (1 - s)
+            sigmoid(e)
+            np.subtract(1, e, out=out)
+            np.multiply(out, e, out=out)
+            np.multiply(out, g, out=out)
+        return sigmoid_bwd
     if act == "tanh":
         if direction == "fwd":
             return lambda: np.tanh(x, out=out)
 
-        def bwd():
-            np.tanh(x, out=e); e *= e; np.subtract(1, e, out=e); np.multiply(g, e, out=out)
-        return bwd
+        def tanh_bwd():  # g * (1 - tanh(x)^2)
+            np.tanh(x, out=e)
+            np.multiply(e, e, out=e)
+            np.subtract(1, e, out=e)
+            np.multiply(g, e, out=out)
+        return tanh_bwd
     if act == "silu":
-        def sig(dst):
-            np.negative(x, out=dst); np.exp(dst, out=dst); dst += 1; np.reciprocal(dst, out=dst)
         if direction == "fwd":
-            return lambda: (sig(out), np.multiply(x, out, out=out))
+            def silu():
+                sigmoid(out)
+                np.multiply(x, out, out=out)
+            return silu
 
-        def bwd():  # g * s * (1 + x (1 - s))
-            sig(e); np.subtract(1, e, out=out); out *= x; out += 1; out *= e; out *= g
-        return bwd
+        def silu_bwd():  # g * s * (1 + x (1 - s))
+            sigmoid(e)
+            np.subtract(1, e, out=out)
+            np.multiply(out, x, out=out)
+            np.add(out, 1, out=out)
+            np.multiply(out, e, out=out)
+            np.multiply(out, g, out=out)
+        return silu_bwd
     raise NotAvailable(f"NumPy has no {act} (no erf)")
 
 
