@@ -38,6 +38,7 @@ import torch.nn as _tnn
 import torch.nn.functional as F
 
 from . import ops as _ops
+from .backends import resolve as _resolve
 
 __all__ = [
     "linear", "relu", "gelu", "silu", "leaky_relu", "cross_entropy", "mse_loss",
@@ -53,25 +54,22 @@ _functorch = getattr(torch._C, "_functorch", None)
 # When do our kernels run?
 # --------------------------------------------------------------------------
 
+_is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+_is_wrapped = getattr(_functorch, "is_functorch_wrapped_tensor", lambda t: False)
+_PLAIN_TYPES = (torch.Tensor, _tnn.Parameter)
+
+
 def _tracing() -> bool:
     """True under torch.compile / FX tracing / TorchScript, where a NumPy round trip is wrong."""
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None and getattr(compiler, "is_compiling", lambda: False)():
-        return True
-    return torch.jit.is_scripting() or torch.jit.is_tracing()
+    return _is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
 
 
 def _plain(t) -> bool:
     """A plain CPU float32/float64 strided tensor whose memory NumPy can view."""
-    if type(t) is not torch.Tensor and type(t) is not _tnn.Parameter:
-        return False  # FakeTensor, DTensor, tensor subclasses...
-    if t.device.type != "cpu" or t.dtype not in _FLOAT or t.layout is not torch.strided:
-        return False
-    if t.is_conj() or t.is_neg() or t.numel() == 0:
-        return False
-    if _functorch is not None and _functorch.is_functorch_wrapped_tensor(t):
-        return False
-    return True
+    # exact types only: FakeTensor, DTensor and other tensor subclasses go to PyTorch
+    return (type(t) in _PLAIN_TYPES and t.is_cpu and t.dtype in _FLOAT
+            and t.layout is torch.strided and not t.is_neg() and t.numel() != 0
+            and not _is_wrapped(t))
 
 
 def _eligible(*tensors) -> bool:
@@ -101,8 +99,10 @@ def _t(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a)
 
 
-def _has_op(*names: str) -> bool:
-    return all(hasattr(_ops, n) for n in names)
+def _has_kernels(*names: str) -> bool:
+    """The current nnkernels backend implements these kernels."""
+    kernels = _resolve().kernels
+    return all(n in kernels for n in names)
 
 
 def _torch_grads(fn: Callable, inputs: Sequence, needs: Sequence[bool], grad_outputs):
@@ -126,19 +126,6 @@ def _torch_grads(fn: Callable, inputs: Sequence, needs: Sequence[bool], grad_out
 # linear (optionally with a fused relu / leaky_relu epilogue)
 # --------------------------------------------------------------------------
 
-def _activation_mask_grad(grad: np.ndarray, y: np.ndarray, activation: Optional[str], slope: float):
-    """grad of the fused epilogue, from the layer's output ``y`` (relu, leaky_relu with slope > 0)."""
-    if activation is None:
-        return grad
-    if activation == "relu":
-        if _has_op("relu_backward_from_output"):
-            return _ops.relu_backward_from_output(grad, y)
-        # d relu(z)/dz = 1 where z > 0, and z > 0 exactly where y = relu(z) > 0
-        return np.where(y > 0, grad, grad.dtype.type(0))
-    # leaky_relu, slope > 0: z > 0 exactly where y > 0
-    return np.where(y > 0, grad, grad * grad.dtype.type(slope))
-
-
 def _torch_linear(x, weight, bias, activation=None, slope=0.01):
     y = F.linear(x, weight, bias)
     if activation == "relu":
@@ -149,11 +136,22 @@ def _torch_linear(x, weight, bias, activation=None, slope=0.01):
 
 
 class _LinearFn(torch.autograd.Function):
+    """Linear [+ relu / leaky_relu epilogue] calling the backend's kernels directly.
+
+    The callers (:func:`linear`, :func:`_linear_act`) have checked dtypes,
+    devices and shapes, so the ops layer's validation is skipped here.
+    """
+
     @staticmethod
     def forward(ctx, x, weight, bias, activation, slope):
-        y = _t(_ops.linear(_np(x), _np(weight), None if bias is None else _np(bias),
-                           activation=activation, negative_slope=slope))
-        ctx.activation, ctx.slope = activation, slope
+        kernels = _resolve()
+        xa, wa = _np(x), _np(weight)
+        ba = None if bias is None else np.ascontiguousarray(_np(bias))
+        x2 = xa.reshape(-1, xa.shape[-1])
+        out = np.empty((x2.shape[0], wa.shape[0]), dtype=xa.dtype)
+        kernels.linear_forward(out, x2, wa, ba, activation, slope)
+        y = _t(out.reshape(xa.shape[:-1] + (wa.shape[0],)))
+        ctx.activation, ctx.slope, ctx.kernels = activation, slope, kernels
         ctx.save_for_backward(x, weight, bias, y if activation is not None else None)
         return y
 
@@ -161,29 +159,44 @@ class _LinearFn(torch.autograd.Function):
     def backward(ctx, grad_y):
         x, weight, bias, y = ctx.saved_tensors
         nx, nw, nb = ctx.needs_input_grad[:3]
+        nb = nb and bias is not None
         if torch.is_grad_enabled() or not _eligible(grad_y, x):
             # create_graph=True (double backward) or an odd grad: PyTorch's formulas
             gx, gw, gb = _torch_grads(lambda a, w, b: _torch_linear(a, w, b, ctx.activation, ctx.slope),
-                                      (x, weight, bias), (nx, nw, nb and bias is not None), grad_y)
+                                      (x, weight, bias), (nx, nw, nb), grad_y)
             return gx, gw, gb, None, None
-        g = _np(grad_y)
-        if ctx.activation is not None:
-            g = _activation_mask_grad(g, _np(y), ctx.activation, ctx.slope)
-        gx, gw, gb = _ops.linear_backward(_np(x), _np(weight), g, need_input_grad=nx)
-        return (_t(gx) if nx else None, _t(gw) if nw else None,
-                _t(gb) if (nb and bias is not None) else None, None, None)
+        wa = _np(weight)
+        o, i = wa.shape
+        x2 = _np(x).reshape(-1, i)
+        g2 = np.ascontiguousarray(_np(grad_y).reshape(-1, o))
+        # with a fused relu/leaky_relu (slope >= 0), act'(z) is read off the sign of the
+        # output y, inside the kernel (applied while grad_out is packed)
+        z2 = None if y is None else np.ascontiguousarray(_np(y).reshape(-1, o))
+        gx = np.empty(x2.shape, dtype=wa.dtype) if nx else None
+        gw = np.empty((o, i), dtype=wa.dtype) if nw else None
+        gb = np.empty((o,), dtype=wa.dtype) if nb else None
+        ctx.kernels.linear_backward(gx, gw, gb, g2, x2, wa, False, ctx.activation, z2, ctx.slope)
+        return (_t(gx.reshape(x.shape)) if nx else None, _t(gw) if nw else None,
+                _t(gb) if nb else None, None, None)
+
+
+def _linear_ok(input, weight, bias) -> bool:
+    """Our kernels can compute F.linear(input, weight, bias) (else PyTorch does, or raises)."""
+    return (input.dim() >= 1 and weight.dim() == 2 and input.shape[-1] == weight.shape[1]
+            and (bias is None or (bias.dim() == 1 and bias.shape[0] == weight.shape[0]))
+            and _eligible(input, weight, bias) and _has_kernels("linear_forward", "linear_backward"))
 
 
 def linear(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``torch.nn.functional.linear`` on nnkernels' GEMM: ``input @ weight.T + bias``."""
-    if input.dim() >= 1 and weight.dim() == 2 and _eligible(input, weight, bias):
+    if _linear_ok(input, weight, bias):
         return _LinearFn.apply(input, weight, bias, None, 0.0)
     return F.linear(input, weight, bias)
 
 
 def _linear_act(input, weight, bias, activation: str, slope: float = 0.0):
     """linear followed by relu / leaky_relu(slope > 0) in the GEMM's epilogue."""
-    if input.dim() >= 1 and weight.dim() == 2 and _eligible(input, weight, bias):
+    if _linear_ok(input, weight, bias):
         return _LinearFn.apply(input, weight, bias, activation, slope)
     return _torch_linear(input, weight, bias, activation, slope)
 
@@ -220,7 +233,7 @@ _TORCH_ACT = {
 
 
 def _act(x, name: str, **kwargs):
-    if _has_op(name, name + "_backward") and _eligible(x):
+    if _eligible(x) and _has_kernels("activation_forward", "activation_backward"):
         return _ActFn.apply(x, name, kwargs)
     return None
 
@@ -298,7 +311,7 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Optional[to
     One fused softmax + log-loss + gradient kernel. Class-probability
     targets, K-dimensional inputs and the deprecated arguments go to PyTorch.
     """
-    ours = (_has_op("softmax_cross_entropy") and size_average is None and reduce is None
+    ours = (_has_kernels("softmax_cross_entropy") and size_average is None and reduce is None
             and reduction in _REDUCTIONS and isinstance(label_smoothing, (int, float))
             and 0.0 <= label_smoothing <= 1.0 and isinstance(ignore_index, int)
             and isinstance(input, torch.Tensor) and input.dim() == 2
@@ -336,7 +349,7 @@ class _MseFn(torch.autograd.Function):
 def mse_loss(input: torch.Tensor, target: torch.Tensor, size_average=None, reduce=None,
              reduction: str = "mean", weight=None) -> torch.Tensor:
     """``torch.nn.functional.mse_loss`` (same shapes; broadcasting goes to PyTorch)."""
-    if (_has_op("mse_loss") and size_average is None and reduce is None and weight is None
+    if (_has_kernels("pointwise_loss") and size_average is None and reduce is None and weight is None
             and reduction in _REDUCTIONS and isinstance(target, torch.Tensor)
             and isinstance(input, torch.Tensor) and input.shape == target.shape
             and _eligible(input, target)):
@@ -500,3 +513,264 @@ def unpatch(model: _tnn.Module) -> _tnn.Module:
 def is_patched(model: _tnn.Module) -> bool:
     """True if any submodule of ``model`` is an nnkernels drop-in."""
     return any(type(m) in _UNPATCH for m in model.modules())
+
+
+# --------------------------------------------------------------------------
+# optimizers: torch.optim's classes (constructor, param groups, state_dict
+# format, schedulers all unchanged) whose step runs nnkernels' fused kernels
+# over the parameters' own memory
+# --------------------------------------------------------------------------
+
+def _scalar_step_tensor() -> torch.Tensor:
+    """The 'step' state entry as torch.optim keeps it (a float32 CPU scalar tensor)."""
+    return torch.tensor(0.0, dtype=torch.float32)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+class _KernelOptimizer:
+    """Mixin: ``step`` runs ``_kernel_step(group)`` when every group qualifies, else PyTorch's step.
+
+    A group qualifies when its hyperparameters are Python numbers, none of
+    ``differentiable`` / ``capturable`` / ``fused`` is set, and every
+    parameter with a gradient is a contiguous, plain CPU float32/float64
+    tensor with a dense contiguous gradient of the same dtype (and so is its
+    optimizer state, if it already has some).
+    """
+
+    _NUMBERS: tuple = ()
+    _KERNELS: tuple = ()
+
+    def _group_ok(self, group) -> bool:
+        if group.get("differentiable") or group.get("capturable") or group.get("fused"):
+            return False
+        if not all(_number(group[k]) for k in self._NUMBERS if k in group):
+            return False
+        for p in group["params"]:
+            g = p.grad
+            if g is None:
+                continue
+            if g.is_sparse or not _plain(p) or not _plain(g) or g.dtype != p.dtype:
+                return False
+            if g.shape != p.shape or not (p.is_contiguous() and g.is_contiguous()):
+                return False
+            if p.grad.data_ptr() == p.data_ptr():
+                return False
+            for v in self.state.get(p, {}).values():
+                if isinstance(v, torch.Tensor) and v.dim() > 0 and not (
+                        _plain(v) and v.dtype == p.dtype and v.shape == p.shape and v.is_contiguous()):
+                    return False
+        return True
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if (_tracing() or not all(self._group_ok(g) for g in self.param_groups)
+                or not _has_kernels(*self._KERNELS)):
+            return super().step(closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._kernel_step(group)
+        return loss
+
+
+class Adam(_KernelOptimizer, torch.optim.Adam):
+    """``torch.optim.Adam`` whose step is one fused nnkernels kernel per parameter.
+
+    Same constructor, param groups, ``state_dict`` (``step``, ``exp_avg``,
+    ``exp_avg_sq``[, ``max_exp_avg_sq``]) as torch.optim.Adam, so the two can
+    load each other's state. Falls back to PyTorch's step for anything the
+    kernels do not cover (CUDA, tensor hyperparameters, ``capturable``,
+    ``differentiable``, ``fused``...).
+    """
+
+    _NUMBERS = ("lr", "eps", "weight_decay")
+    _KERNELS = ("adam_step",)
+    _decoupled = False
+
+    def _group_ok(self, group) -> bool:
+        betas = group.get("betas", ())
+        return all(_number(b) for b in betas) and super()._group_ok(group)
+
+    def _kernel_step(self, group) -> None:
+        beta1, beta2 = group["betas"]
+        kernels = _resolve()
+        decoupled = self._decoupled or bool(group.get("decoupled_weight_decay", False))
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if len(state) == 0:
+                state["step"] = _scalar_step_tensor()
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if group["amsgrad"]:
+                    state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            mx = state.get("max_exp_avg_sq") if group["amsgrad"] else None
+            if mx is None and group["amsgrad"]:
+                raise ValueError("Adam: amsgrad=True but the state has no max_exp_avg_sq")
+            # shapes, dtypes and contiguity were checked by _group_ok: call the kernel directly
+            kernels.adam_step(_np(p), _np(state["exp_avg"]), _np(state["exp_avg_sq"]),
+                              None if mx is None else _np(mx), _np(p.grad), int(state["step"].item()),
+                              float(group["lr"]), float(beta1), float(beta2), float(group["eps"]),
+                              float(group["weight_decay"]), bool(group["amsgrad"]),
+                              bool(group.get("maximize", False)), decoupled)
+
+
+class AdamW(Adam, torch.optim.AdamW):
+    """``torch.optim.AdamW`` (decoupled weight decay) on nnkernels' fused Adam kernel."""
+
+    _decoupled = True
+
+
+class SGD(_KernelOptimizer, torch.optim.SGD):
+    """``torch.optim.SGD`` (momentum, dampening, Nesterov, weight decay) on nnkernels' fused kernel.
+
+    ``state_dict`` (``momentum_buffer``) is torch.optim.SGD's.
+    """
+
+    _NUMBERS = ("lr", "momentum", "dampening", "weight_decay")
+    _KERNELS = ("sgd_step",)
+
+    def _kernel_step(self, group) -> None:
+        momentum = group["momentum"]
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            buf, first = None, False
+            if momentum != 0:
+                state = self.state[p]
+                buf = state.get("momentum_buffer")
+                if buf is None:  # the kernel sets buf = g on the first step, as PyTorch does
+                    buf = torch.empty_like(p, memory_format=torch.preserve_format)
+                    state["momentum_buffer"] = buf
+                    first = True
+            _ops.sgd_step(_np(p), _np(p.grad), None if buf is None else _np(buf), lr=group["lr"],
+                          momentum=momentum, dampening=group["dampening"],
+                          weight_decay=group["weight_decay"], nesterov=bool(group["nesterov"]),
+                          maximize=bool(group.get("maximize", False)), first_step=first)
+
+
+# --------------------------------------------------------------------------
+# nnkernels.nn <-> torch.nn
+# --------------------------------------------------------------------------
+
+def _copy_params(dst: _tnn.Module, src_state: dict) -> None:
+    with torch.no_grad():
+        for name, t in dst.state_dict(keep_vars=True).items():
+            v = src_state[name]
+            if isinstance(t, torch.Tensor) and t.dim() == 0:
+                t.fill_(float(np.asarray(v)))
+            else:
+                t.copy_(torch.from_numpy(np.ascontiguousarray(v)))
+
+
+def to_torch(model) -> _tnn.Module:
+    """A ``torch.nn`` copy of an ``nnkernels.nn`` model (Sequential/MLP and its layers).
+
+    Same structure, same state_dict keys, identical weights (copied), the
+    model's dtype; train/eval mode carried over. Linear, Identity, Flatten,
+    Dropout, BatchNorm1d, the activations and Softmax/LogSoftmax map to their
+    torch.nn namesakes; nested Sequentials are converted recursively.
+    """
+    from . import nn as nkn
+
+    def conv(m):
+        if isinstance(m, nkn.Sequential):
+            return _tnn.Sequential(*[conv(c) for c in m])
+        if isinstance(m, nkn.Linear):
+            return _tnn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
+        if isinstance(m, nkn.BatchNorm1d):
+            return _tnn.BatchNorm1d(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                                    track_running_stats=m.track_running_stats)
+        simple = {nkn.ReLU: _tnn.ReLU, nkn.Sigmoid: _tnn.Sigmoid, nkn.Tanh: _tnn.Tanh,
+                  nkn.SiLU: _tnn.SiLU, nkn.Identity: _tnn.Identity}
+        if type(m) in simple:
+            return simple[type(m)]()
+        if isinstance(m, nkn.LeakyReLU):
+            return _tnn.LeakyReLU(m.negative_slope)
+        if isinstance(m, nkn.ELU):
+            return _tnn.ELU(m.alpha)
+        if isinstance(m, nkn.GELU):
+            return _tnn.GELU(approximate=m.approximate)
+        if isinstance(m, nkn.Softplus):
+            return _tnn.Softplus(m.beta, m.threshold)
+        if isinstance(m, nkn.Softmax):
+            return _tnn.Softmax(dim=m.dim)
+        if isinstance(m, nkn.LogSoftmax):
+            return _tnn.LogSoftmax(dim=m.dim)
+        if isinstance(m, nkn.Dropout):
+            return _tnn.Dropout(m.p)
+        if isinstance(m, nkn.Flatten):
+            return _tnn.Flatten(m.start_dim, m.end_dim)
+        raise TypeError(f"to_torch: no torch.nn equivalent for {type(m).__name__}")
+
+    if not isinstance(model, nkn.Module):
+        raise TypeError(f"model: expected an nnkernels.nn.Module, got {type(model).__name__}")
+    out = conv(model)
+    out.to(dtype=torch.float64 if np.dtype(model.dtype) == np.float64 else torch.float32)
+    _copy_params(out, model.state_dict())
+    out.train(model.training)
+    return out
+
+
+def from_torch(module: _tnn.Module):
+    """An ``nnkernels.nn`` copy of a ``torch.nn.Sequential`` (or single layer) with identical weights.
+
+    Inverse of :func:`to_torch`; patched (nnkernels.torch) modules convert
+    like their torch.nn classes. The dtype is the module's (float32/float64).
+    """
+    from . import nn as nkn
+
+    params = list(module.parameters()) + list(module.buffers())
+    floats = [t.dtype for t in params if t.is_floating_point()]
+    tdt = floats[0] if floats else torch.float32
+    if tdt not in _FLOAT:
+        raise TypeError(f"from_torch: expected float32/float64 parameters, got {tdt}")
+    dt = np.float64 if tdt == torch.float64 else np.float32
+
+    def conv(m):
+        t = _UNPATCH.get(type(m), type(m))
+        if t is _tnn.Sequential:
+            mods = [conv(c) for c in m]
+            return nkn.Sequential(*mods, dtype=dt)
+        if t is _tnn.Linear:
+            return nkn.Linear(m.in_features, m.out_features, bias=m.bias is not None, dtype=dt)
+        if t is _tnn.BatchNorm1d:
+            return nkn.BatchNorm1d(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                                   track_running_stats=m.track_running_stats, dtype=dt)
+        simple = {_tnn.ReLU: nkn.ReLU, _tnn.Sigmoid: nkn.Sigmoid, _tnn.Tanh: nkn.Tanh,
+                  _tnn.SiLU: nkn.SiLU, _tnn.Identity: nkn.Identity}
+        if t in simple:
+            return simple[t](dtype=dt)
+        if t is _tnn.LeakyReLU:
+            return nkn.LeakyReLU(m.negative_slope, dtype=dt)
+        if t is _tnn.ELU:
+            return nkn.ELU(m.alpha, dtype=dt)
+        if t is _tnn.GELU:
+            return nkn.GELU(approximate=m.approximate, dtype=dt)
+        if t is _tnn.Softplus:
+            return nkn.Softplus(m.beta, m.threshold, dtype=dt)
+        if t is _tnn.Softmax:
+            return nkn.Softmax(dim=-1 if m.dim is None else m.dim, dtype=dt)
+        if t is _tnn.LogSoftmax:
+            return nkn.LogSoftmax(dim=-1 if m.dim is None else m.dim, dtype=dt)
+        if t is _tnn.Dropout:
+            return nkn.Dropout(m.p, dtype=dt)
+        if t is _tnn.Flatten:
+            return nkn.Flatten(m.start_dim, m.end_dim, dtype=dt)
+        raise TypeError(f"from_torch: no nnkernels.nn equivalent for {type(m).__name__}")
+
+    if not isinstance(module, _tnn.Module):
+        raise TypeError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
+    out = conv(module)
+    state = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    out.load_state_dict(state)
+    if not module.training:
+        out.eval()
+    return out

@@ -268,98 +268,169 @@ double loss_and_grad(const MlpBatch<T>& B, const T* out, index_t c, T* g, T* row
 
 // ---- optimizer ----------------------------------------------------------------
 // One pass over [0, count) of params/grads/state; PyTorch's single-tensor
-// formulas, operation for operation.
+// formulas, operation for operation. Each loop is a separate function with
+// restrict pointers, scalars by value and the options as template flags, so
+// the compiler vectorises it (no aliasing, no branches in the loop body).
+template <class T, bool WD, bool MOMENTUM, bool NESTEROV>
+void sgd_chunk(T* __restrict p, const T* __restrict gr, T* __restrict buf, index_t b, index_t e, T gs,
+               T lr, T wd, T mom, T damp1, bool first) {
+#pragma omp simd
+    for (index_t i = b; i < e; ++i) {
+        T g = gs * gr[i];
+        if (WD) g = g + wd * p[i];
+        if (MOMENTUM) {
+            const T bi = first ? g : mom * buf[i] + damp1 * g;
+            buf[i] = bi;
+            g = NESTEROV ? g + mom * bi : bi;
+        }
+        p[i] = p[i] + (-lr) * g;
+    }
+}
+
+template <class T, int WD>  // WD: 0 none, 1 L2 (adam), 2 decoupled (adamw)
+void adam_chunk(T* __restrict p, const T* __restrict gr, T* __restrict m, T* __restrict v, index_t b,
+                index_t e, T gs, T wd, T decay, T b2, T w1, T w2, T eps, T step_size, T bc2_sqrt) {
+#pragma omp simd
+    for (index_t i = b; i < e; ++i) {
+        T g = gs * gr[i];
+        T pi = p[i];
+        if (WD == 1) g = g + wd * pi;
+        if (WD == 2) pi = pi * decay;
+        // exp_avg.lerp_(grad, 1 - beta1) (weight < 0.5 form; w1 >= 0.5 handled by the caller)
+        const T mi = m[i] + w1 * (g - m[i]);
+        const T vi = v[i] * b2 + w2 * (g * g);
+        m[i] = mi;
+        v[i] = vi;
+        const T denom = std::sqrt(vi) / bc2_sqrt + eps;
+        p[i] = pi + (-step_size) * (mi / denom);
+    }
+}
+
+template <class T, bool WD, bool CENTERED, bool MOMENTUM>
+void rmsprop_chunk(T* __restrict p, const T* __restrict gr, T* __restrict sq, T* __restrict buf,
+                   T* __restrict ga, index_t b, index_t e, T gs, T lr, T wd, T alpha, T w, T eps, T mom) {
+#pragma omp simd
+    for (index_t i = b; i < e; ++i) {
+        T g = gs * gr[i];
+        if (WD) g = g + wd * p[i];
+        const T s = sq[i] * alpha + w * (g * g);
+        sq[i] = s;
+        T avg;
+        if (CENTERED) {
+            const T a = ga[i] + w * (g - ga[i]);
+            ga[i] = a;
+            avg = std::sqrt(s + (-(a * a))) + eps;
+        } else {
+            avg = std::sqrt(s) + eps;
+        }
+        if (MOMENTUM) {
+            const T bi = buf[i] * mom + g / avg;
+            buf[i] = bi;
+            p[i] = p[i] + (-lr) * bi;
+        } else {
+            p[i] = p[i] + (-lr) * (g / avg);
+        }
+    }
+}
+
+// Scalar fallback for lerp weights >= 0.5 (beta1 or alpha <= 0.5): PyTorch's other lerp form.
+template <class T>
+inline T lerp_torch(T a, T b, T w) {
+    return w < T(0.5) ? a + w * (b - a) : b - (b - a) * (T(1) - w);
+}
+
 template <class T>
 void optimizer_update(const MlpModel<T>& M, const FusedOptim& o) {
-    T* __restrict p = M.params;
-    T* __restrict gr = M.grads;
+    T* p = M.params;
+    const T* gr = M.grads;
     const index_t count = M.n_params;
-    const T lr = T(o.lr), wd = T(o.weight_decay);
+    const T lr = T(o.lr), wd = T(o.weight_decay), gs = o.maximize ? T(-1) : T(1);
+    const bool has_wd = o.weight_decay != 0.0;
     switch (o.kind) {
         case FusedOpt::none:
             return;
         case FusedOpt::sgd: {
-            const T mom = T(o.momentum), damp1 = T(1) - T(o.dampening);
-            T* __restrict buf = M.state[0];
-            const bool first = o.step <= 1, nest = o.nesterov, maxi = o.maximize;
-            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
-#pragma omp simd
-                for (index_t i = b; i < e; ++i) {
-                    T g = maxi ? -gr[i] : gr[i];
-                    if (wd != T(0)) g = g + wd * p[i];
-                    if (mom != T(0)) {
-                        const T bi = first ? g : mom * buf[i] + damp1 * g;
-                        buf[i] = bi;
-                        g = nest ? g + mom * bi : bi;
+            const T mom = T(o.momentum), damp1 = T(1.0 - o.dampening);
+            T* buf = M.state[0];
+            const bool first = o.step <= 1, has_m = o.momentum != 0.0, nest = o.nesterov;
+            parallel_chunks(count, kElemMinWork, [=](index_t b, index_t e) {
+                if (has_m) {
+                    if (nest) {
+                        if (has_wd) sgd_chunk<T, true, true, true>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
+                        else sgd_chunk<T, false, true, true>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
+                    } else {
+                        if (has_wd) sgd_chunk<T, true, true, false>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
+                        else sgd_chunk<T, false, true, false>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
                     }
-                    p[i] = p[i] + (-lr) * g;
+                } else {
+                    if (has_wd) sgd_chunk<T, true, false, false>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
+                    else sgd_chunk<T, false, false, false>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
                 }
             });
             return;
         }
         case FusedOpt::adam:
         case FusedOpt::adamw: {
-            const bool decoupled = o.kind == FusedOpt::adamw, maxi = o.maximize;
-            const T b1 = T(o.beta1), b2 = T(o.beta2), eps = T(o.eps);
-            const T w1 = T(1) - b1, w2 = T(1) - b2;
+            const T b2 = T(o.beta2), eps = T(o.eps);
+            const T w1 = T(1.0 - o.beta1), w2 = T(1.0 - o.beta2);
             const double bc1 = 1.0 - std::pow(o.beta1, double(o.step));
             const double bc2 = 1.0 - std::pow(o.beta2, double(o.step));
             const T step_size = T(o.lr / bc1);
             const T bc2_sqrt = T(std::sqrt(bc2));
             const T decay = T(1.0 - o.lr * o.weight_decay);
-            T* __restrict m = M.state[0];
-            T* __restrict v = M.state[1];
-            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
-#pragma omp simd
-                for (index_t i = b; i < e; ++i) {
-                    T g = maxi ? -gr[i] : gr[i];
-                    T pi = p[i];
-                    if (wd != T(0)) {
-                        if (decoupled)
-                            pi = pi * decay;
-                        else
-                            g = g + wd * pi;
-                    }
-                    // exp_avg.lerp_(grad, 1 - beta1): weight < 0.5 form
-                    const T mi = w1 < T(0.5) ? m[i] + w1 * (g - m[i]) : g - (g - m[i]) * (T(1) - w1);
-                    const T vi = v[i] * b2 + w2 * (g * g);
-                    m[i] = mi;
-                    v[i] = vi;
-                    const T denom = std::sqrt(vi) / bc2_sqrt + eps;
-                    p[i] = pi + (-step_size) * (mi / denom);
+            const int wdk = !has_wd ? 0 : o.kind == FusedOpt::adamw ? 2 : 1;
+            T* m = M.state[0];
+            T* v = M.state[1];
+            if (!(w1 < T(0.5))) {  // rare (beta1 <= 0.5): scalar loop with the other lerp form
+                for (index_t i = 0; i < count; ++i) {
+                    T g = gs * gr[i], pi = p[i];
+                    if (wdk == 1) g = g + wd * pi;
+                    if (wdk == 2) pi = pi * decay;
+                    m[i] = lerp_torch(m[i], g, w1);
+                    v[i] = v[i] * b2 + w2 * (g * g);
+                    p[i] = pi + (-step_size) * (m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps));
                 }
+                return;
+            }
+            parallel_chunks(count, kElemMinWork, [=](index_t b, index_t e) {
+                if (wdk == 0) adam_chunk<T, 0>(p, gr, m, v, b, e, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
+                else if (wdk == 1) adam_chunk<T, 1>(p, gr, m, v, b, e, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
+                else adam_chunk<T, 2>(p, gr, m, v, b, e, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
             });
             return;
         }
         case FusedOpt::rmsprop: {
-            const T alpha = T(o.alpha), w = T(1) - alpha, eps = T(o.eps), mom = T(o.momentum);
-            const bool centered = o.centered, maxi = o.maximize;
-            T* __restrict sq = M.state[0];
-            T* __restrict buf = M.state[1];
-            T* __restrict ga = M.state[2];
-            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
-#pragma omp simd
-                for (index_t i = b; i < e; ++i) {
-                    T g = maxi ? -gr[i] : gr[i];
-                    if (wd != T(0)) g = g + wd * p[i];
-                    const T s = sq[i] * alpha + w * (g * g);
-                    sq[i] = s;
-                    T avg;
-                    if (centered) {
-                        const T a = w < T(0.5) ? ga[i] + w * (g - ga[i]) : g - (g - ga[i]) * (T(1) - w);
-                        ga[i] = a;
-                        avg = std::sqrt(s + (-(a * a))) + eps;
-                    } else {
-                        avg = std::sqrt(s) + eps;
-                    }
-                    if (mom > T(0)) {
-                        const T bi = buf[i] * mom + g / avg;
-                        buf[i] = bi;
-                        p[i] = p[i] + (-lr) * bi;
+            const T alpha = T(o.alpha), w = T(1.0 - o.alpha), eps = T(o.eps), mom = T(o.momentum);
+            const bool centered = o.centered, has_m = o.momentum > 0.0;
+            T* sq = M.state[0];
+            T* buf = M.state[1];
+            T* ga = M.state[2];
+            if (centered && !(w < T(0.5))) {  // rare (alpha <= 0.5): scalar, other lerp form
+                for (index_t i = 0; i < count; ++i) {
+                    T g = gs * gr[i];
+                    if (has_wd) g = g + wd * p[i];
+                    sq[i] = sq[i] * alpha + w * (g * g);
+                    ga[i] = lerp_torch(ga[i], g, w);
+                    const T avg = std::sqrt(sq[i] + (-(ga[i] * ga[i]))) + eps;
+                    if (has_m) {
+                        buf[i] = buf[i] * mom + g / avg;
+                        p[i] = p[i] + (-lr) * buf[i];
                     } else {
                         p[i] = p[i] + (-lr) * (g / avg);
                     }
                 }
+                return;
+            }
+            parallel_chunks(count, kElemMinWork, [=](index_t b, index_t e) {
+#define NNK_RMS(WDF, CF, MF) rmsprop_chunk<T, WDF, CF, MF>(p, gr, sq, buf, ga, b, e, gs, lr, wd, alpha, w, eps, mom)
+                if (has_wd) {
+                    if (centered) { if (has_m) NNK_RMS(true, true, true); else NNK_RMS(true, true, false); }
+                    else { if (has_m) NNK_RMS(true, false, true); else NNK_RMS(true, false, false); }
+                } else {
+                    if (centered) { if (has_m) NNK_RMS(false, true, true); else NNK_RMS(false, true, false); }
+                    else { if (has_m) NNK_RMS(false, false, true); else NNK_RMS(false, false, false); }
+                }
+#undef NNK_RMS
             });
             return;
         }

@@ -26,6 +26,10 @@
 #include "gemm_epilogue.h"
 #include "gemm_ukr.h"
 
+#if defined(NNK_ISA_AVX512)
+#include <immintrin.h>
+#endif
+
 namespace nnk {
 namespace NNK_NS {
 namespace {
@@ -152,6 +156,59 @@ void pack_a(index_t mc, index_t kc, const T* a, index_t rsa, index_t csa, T* ap,
     }
 }
 
+#if defined(NNK_ISA_AVX512)
+// In-register transpose of a 16 x 16 block of floats: 4 stages that swap
+// off-diagonal h x h sub-blocks (h = 8, 4, 2, 1), two vpermt2ps per row pair.
+inline void transpose16(__m512 (&r)[16]) {
+    for (int h = 8; h >= 1; h /= 2) {
+        alignas(64) int lo[16], hi[16];
+        for (int l = 0; l < 16; ++l) {
+            lo[l] = (l & h) == 0 ? l : 16 + l - h;
+            hi[l] = (l & h) == 0 ? l + h : 16 + l;
+        }
+        const __m512i ilo = _mm512_load_si512(lo), ihi = _mm512_load_si512(hi);
+        for (int i = 0; i < 16; ++i) {
+            if (i & h) continue;
+            const __m512 a = r[i], b = r[i + h];
+            r[i] = _mm512_permutex2var_ps(a, ilo, b);
+            r[i + h] = _mm512_permutex2var_ps(a, ihi, b);
+        }
+    }
+}
+
+// Transposed B (rsb == 1), fp32, a full 32-column micro-panel: 16 x 16 blocks
+// are loaded as 16 columns of B (contiguous in p), transposed, stored as rows.
+// Returns how many depths were packed (a multiple of 16).
+inline index_t pack_b_transposed_avx512(index_t kc, const float* src, index_t csb, float* dst) {
+    constexpr int NR = Tile<float>::NR;
+    static_assert(NR % 16 == 0, "NR must be a multiple of 16");
+    index_t p0 = 0;
+    for (; p0 + 16 <= kc; p0 += 16) {
+        for (int j0 = 0; j0 < NR; j0 += 16) {
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int jj = 0; jj < 16; ++jj) r[jj] = _mm512_loadu_ps(src + (j0 + jj) * csb + p0);
+            transpose16(r);
+#pragma GCC unroll 16
+            for (int q = 0; q < 16; ++q) _mm512_store_ps(dst + (p0 + q) * NR + j0, r[q]);
+        }
+    }
+    return p0;
+}
+#endif
+
+template <class T, int NR>
+inline index_t pack_b_transposed_fast(index_t, const T*, index_t, T*) {
+    return 0;
+}
+#if defined(NNK_ISA_AVX512)
+template <>
+inline index_t pack_b_transposed_fast<float, Tile<float>::NR>(index_t kc, const float* src,
+                                                              index_t csb, float* dst) {
+    return pack_b_transposed_avx512(kc, src, csb, dst);
+}
+#endif
+
 // Pack depth [0, kc) x columns [j0, j0 + NR) of B into one NR-column
 // micro-panel at bp + j0 * kc: bp[j0*kc + p*NR + j], zero padded.
 template <class T, int NR>
@@ -164,7 +221,7 @@ void pack_b_panel(index_t j0, index_t nc, index_t kc, const T* b, index_t rsb, i
     } else if (rsb == 1) {
         // Transposed B (e.g. weight.T in Linear): each column is contiguous in
         // p; read 16 of it (one cache line), write them NR apart.
-        index_t p0 = 0;
+        index_t p0 = nr == NR ? pack_b_transposed_fast<T, NR>(kc, src, csb, dst) : 0;
         for (; p0 + 16 <= kc; p0 += 16) {
             for (int j = 0; j < nr; ++j) {
                 const T* s = src + j * csb + p0;
@@ -383,6 +440,14 @@ constexpr DirectFn<float> kDirectF32 = &ukr_direct_f32;
 constexpr DirectFn<double> kDirectF64 = &ukr_direct_f64;
 #endif
 
+void block_sizes_of(int elem_bytes, index_t out[4]) {
+    const BlockSizes& b = elem_bytes == 8 ? block_sizes<double>() : block_sizes<float>();
+    out[0] = b.MC;
+    out[1] = b.KC;
+    out[2] = b.NC;
+    out[3] = b.small_work;
+}
+
 void sgemm(const GemmProblem<float>& p) { gemm_impl<float>(p, &ukr_f32, kDirectF32); }
 void dgemm(const GemmProblem<double>& p) { gemm_impl<double>(p, &ukr_f64, kDirectF64); }
 
@@ -406,7 +471,8 @@ const GemmKernels& gemm_kernels() {
         "generic",
 #endif
         Tile<float>::MR, Tile<float>::NR, Tile<double>::MR, Tile<double>::NR,
-        &sgemm, &dgemm, &colsum_f32, &colsum_f64, &colsum_deriv_f32, &colsum_deriv_f64};
+        &sgemm, &dgemm, &colsum_f32, &colsum_f64, &colsum_deriv_f32, &colsum_deriv_f64,
+        &block_sizes_of, &fma_peak_gflops};
     return table;
 }
 
