@@ -34,7 +34,7 @@ def run_bench(cfg: Config, suites: list, progress: bool = True, peak_seconds: Op
     tasks = []
     for name in suites:
         tasks += SUITES[name].tasks(cfg)
-    records = run_tasks(tasks, cfg.budget, peaks, progress=progress, deadline=cfg.deadline)
+    records = run_tasks(tasks, cfg.budget, peaks, progress=progress, stop_at=cfg.stop_at)
     config = {"threads": list(cfg.threads), "backends": list(cfg.backends), "quick": cfg.quick,
               "suites": list(suites), "primary": f"nnk:{cfg.backends[0]}",
               "budget": vars(cfg.budget).copy() if hasattr(cfg.budget, "__dict__") else {},

@@ -55,7 +55,7 @@ class Config:
     backends: list = field(default_factory=lambda: ["cpp"])
     quick: bool = False
     budget: Budget = field(default_factory=Budget)
-    deadline: Optional[float] = None  # seconds for all tasks; later ones are skipped
+    stop_at: Optional[float] = None  # time.perf_counter() after which tasks are skipped
 
 
 @dataclass
@@ -139,11 +139,12 @@ SWITCH_PAUSE = 0.005
 
 
 def run_tasks(tasks: Iterable[Task], budget: Budget, peaks: Optional[dict] = None,
-              progress: bool = True, deadline: Optional[float] = None) -> list:
+              progress: bool = True, stop_at: Optional[float] = None) -> list:
     """Run tasks grouped by thread count (one thread scope per group), in
     their order otherwise: every implementation of a case is timed close
     together in time, so load changes on a shared machine hit all alike.
-    After ``deadline`` seconds the remaining tasks are recorded as skipped."""
+    Once ``time.perf_counter()`` passes ``stop_at`` the remaining tasks are
+    recorded as skipped."""
     tasks = list(tasks)
     bar = None
     if progress:
@@ -156,7 +157,6 @@ def run_tasks(tasks: Iterable[Task], budget: Budget, peaks: Optional[dict] = Non
                    mininterval=0.1 if tty else 10.0)
     order = sorted(range(len(tasks)), key=lambda i: tasks[i].threads)
     out: dict = {}
-    start = time.perf_counter()
     try:
         current = None
         scope = None
@@ -170,8 +170,8 @@ def run_tasks(tasks: Iterable[Task], budget: Budget, peaks: Optional[dict] = Non
                 current = task.threads
             if bar is not None:
                 bar.set_description(f"{task.suite} t={task.threads} {task.case} {task.impl}"[:60])
-            if deadline is not None and time.perf_counter() - start > deadline:
-                out[i] = _record(task, "skipped", f"time budget of {deadline:.0f} s spent")
+            if stop_at is not None and time.perf_counter() > stop_at:
+                out[i] = _record(task, "skipped", "time limit reached")
             else:
                 time.sleep(SWITCH_PAUSE)
                 t0 = time.perf_counter()

@@ -169,8 +169,8 @@ def markdown(res: dict, plots: Optional[list] = None) -> str:
         out.append(f"| {suite} | {t} | {p} | {g:.2f}x | {wins}/{n} |")
     skipped = sum(r["status"] == "skipped" for r in records)
     if skipped:
-        out += ["", f"{skipped} figures skipped: the quick run's time budget was spent "
-                    "(a loaded machine); run without --quick for every figure."]
+        out += ["", f"{skipped} figures skipped: the time limit was reached (--quick or --time-limit; "
+                    "a loaded machine); run without them for every figure."]
     missing = sorted({r["impl"] for r in records if r["status"] == "missing"})
     na = sorted({f"{r['suite']}: {r['impl']}" for r in records if r["status"] == "not available"})
     errs = [f"{r['suite']} {r['case']} {r['impl']} t={r['threads']}: {r['note']}" for r in records

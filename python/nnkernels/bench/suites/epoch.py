@@ -29,7 +29,7 @@ BATCH = 128
 FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 QUICK_SAMPLES = 2000
 EPOCH_BUDGET = Budget(target=1e-6, repeats=3, min_repeats=3, max_time=1e-6, warmup=1, slow=120.0)
-EPOCH_BUDGET_QUICK = Budget(target=1e-6, repeats=2, min_repeats=2, max_time=1e-6, warmup=1, slow=3.0)
+EPOCH_BUDGET_QUICK = Budget(target=1e-6, repeats=2, min_repeats=2, max_time=1e-6, warmup=1, slow=2.0)
 
 
 def _idx(path: str, offset: int) -> np.ndarray:
