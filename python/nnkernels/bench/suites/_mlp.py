@@ -27,16 +27,17 @@ def step_flops(batch: int, sizes=SIZES) -> float:
     return float(batch) * (6 * w - 2 * w0)
 
 
-def ours_step(x: np.ndarray, y: np.ndarray, sizes=SIZES):
-    """(step function, how): the fused ``model.train_step`` if the model has it,
-    else forward, loss, backward and optimizer.step() layer by layer."""
+def ours_step(x: np.ndarray, y: np.ndarray, sizes=SIZES, layers: bool = False):
+    """(step function, how): the fused ``model.train_step`` if the model has it
+    (and not ``layers``), else forward, loss, backward and optimizer.step()
+    layer by layer."""
     MLP = ours_attr("nn", "MLP")
     CrossEntropyLoss = ours_attr("nn", "CrossEntropyLoss")
     Adam = ours_attr("optim", "Adam")
     model = MLP(list(sizes), activation="relu")
     loss_fn = CrossEntropyLoss()
     opt = Adam(model.parameters(), lr=LR)
-    if hasattr(model, "train_step"):
+    if hasattr(model, "train_step") and not layers:
         return (lambda: model.train_step(x, y, loss_fn, opt)), "fused train_step"
 
     def step():

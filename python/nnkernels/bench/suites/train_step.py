@@ -3,7 +3,8 @@ Adam): forward + backward + optimizer update, at batch sizes 1 ... 4096.
 
 Ours: the fused ``model.train_step(x, y, loss_fn, optimizer)`` when this
 build has it, else the layer-by-layer path (forward, loss, backward,
-optimizer.step()); the record's note says which. Peers: PyTorch eager (the
+optimizer.step()); the record's note says which. Full runs also time the
+layer-by-layer path of the first backend (``nnk:<backend>-layers``). Peers: PyTorch eager (the
 same model and torch.optim.Adam) and JAX jit of the whole step. Reported as
 samples/s; GFLOP/s and % of the FMA peak use the step's matmul flops.
 """
@@ -24,8 +25,8 @@ BATCHES_QUICK = (16, 256, 1024)
 
 def _setup(impl: str, x, y):
     def make():
-        if impl.startswith("nnk:"):
-            return _mlp.ours_step(x, y)  # (step, which path)
+        if impl.startswith("nnk:"):  # (step, which path); "-layers": never the fused step
+            return _mlp.ours_step(x, y, layers=impl.endswith("-layers"))
         if impl == "torch":
             return _mlp.torch_step(x, y)
         if impl == "jax":
@@ -35,7 +36,10 @@ def _setup(impl: str, x, y):
 
 
 def tasks(cfg) -> list:
-    impls = [ours(b) for b in cfg.backends] + list(PEERS)
+    impls = [ours(b) for b in cfg.backends]
+    if not cfg.quick:  # the layer-by-layer path too, to show what fusing the step buys
+        impls.append(ours(cfg.backends[0]) + "-layers")
+    impls += list(PEERS)
     out = []
     for batch in (BATCHES_QUICK if cfg.quick else BATCHES):
         x = randn((batch, _mlp.SIZES[0]), 9)
@@ -46,5 +50,5 @@ def tasks(cfg) -> list:
                                 flops=_mlp.step_flops(batch), samples=batch, roof="fma",
                                 params={"batch": batch},
                                 sync=jax_sync if impl == "jax" else None,
-                                backend=impl[4:] if impl.startswith("nnk:") else None))
+                                backend=impl[4:].split("-")[0] if impl.startswith("nnk:") else None))
     return out
