@@ -412,3 +412,18 @@ def test_numpy_adam_matches_torch():
             ours()
         for a, b in zip(ours.params, p_t):
             _numpy_vs_torch(a, b)
+
+
+def test_missing_peer_is_reported_not_an_error(monkeypatch):
+    from nnkernels.bench.suites import gemm
+
+    monkeypatch.setitem(peers._versions, "torch", None)
+    monkeypatch.setattr(gemm, "SQUARE_QUICK", (16,))
+    monkeypatch.setattr(gemm, "MLP_M_QUICK", ())
+    cfg = Config(threads=[1], backends=["numpy"], quick=True, budget=FAST)
+    recs = core.run_tasks(gemm.tasks(cfg), FAST, progress=False)
+    by = {r["impl"]: r for r in recs}
+    assert by["torch"]["status"] == "missing" and by["nnk:numpy"]["status"] == "ok"
+    assert "torch" not in by["nnk:numpy"]["vs"]
+    assert "torch" in report.markdown(report.result(
+        _result()["machine"], _result()["peaks"], {**_result()["config"], "suites": ["gemm"]}, recs, 1.0))
