@@ -84,6 +84,14 @@ def test_measure_slow_call_keeps_one_sample():
     assert s.samples == [10.0] and clk.calls == 2
 
 
+def test_measure_slow_warmup_is_not_a_sample():
+    # A first call that compiles for 10 s, then 1 ms calls: the compile time is never reported.
+    clk = FakeClock(lambda i: 10.0 if i == 1 else 0.001)
+    s = measure(clk.fn, Budget(target=0.01, repeats=3, max_time=1.0, warmup=3, slow=5.0), clock=clk)
+    assert s.median == pytest.approx(0.001) and s.max == pytest.approx(0.001)
+    assert clk.calls == 1 + 1 + 3 * s.number             # warm-up stopped after the slow call
+
+
 def test_measure_median_of_varying_samples():
     times = iter([0.001, 0.001] + [0.001, 0.003, 0.002, 0.005, 0.004])
     clk = FakeClock(lambda i: next(times))
@@ -427,3 +435,15 @@ def test_missing_peer_is_reported_not_an_error(monkeypatch):
     assert "torch" not in by["nnk:numpy"]["vs"]
     assert "torch" in report.markdown(report.result(
         _result()["machine"], _result()["peaks"], {**_result()["config"], "suites": ["gemm"]}, recs, 1.0))
+
+
+def test_jax_worker_measures_in_a_pinned_subprocess():
+    pytest.importorskip("jax")
+    from nnkernels.bench import jax_worker
+
+    cfg = Config(threads=[1], backends=["cpp"], quick=True, budget=FAST)
+    recs = jax_worker.measure_in_subprocess(1, [["gemm", "256x256x256"]], cfg, PEAKS, timeout=300)
+    assert len(recs) == 1
+    r = recs[0]
+    assert (r["suite"], r["case"], r["impl"], r["threads"], r["status"]) == ("gemm", "256x256x256", "jax", 1, "ok")
+    assert "pinned to 1 CPU" in r["note"] and r["gflops"] > 0

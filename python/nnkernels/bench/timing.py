@@ -121,8 +121,8 @@ def measure(fn: Callable[[], object], budget: Budget = FULL,
     for _ in range(budget.warmup):
         t0 = clock()
         call()
-        if clock() - t0 >= budget.slow:  # too slow to repeat (includes any compilation)
-            return Stats(samples=[clock() - t0], number=1)
+        if clock() - t0 >= budget.slow:  # no more warm-up calls (this one may include compilation)
+            break
     t0 = clock()
     call()
     one = max(clock() - t0, 1e-9)
