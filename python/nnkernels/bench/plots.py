@@ -51,8 +51,11 @@ def _style(impl: str) -> dict:
     ours = impl.startswith("nnk:")
     style = {"marker": "o" if ours else "s", "linestyle": "-" if ours else "--",
              "linewidth": 2.2 if impl == "nnk:cpp" else 1.3}
-    if impl in _COLORS:
-        style["color"] = _COLORS[impl]
+    base = impl.split("-")[0] if ours else impl
+    if base in _COLORS:
+        style["color"] = _COLORS[base]
+    if ours and impl != base:  # a variant of a backend, e.g. nnk:cpp-layers
+        style.update(marker="^", linestyle="-.", linewidth=1.3)
     return style
 
 
