@@ -195,6 +195,21 @@ def test_run_task_statuses():
     assert made["status"] == "ok" and made["note"] == "layer by layer"
 
 
+def test_missing_kernel_is_not_available_but_a_bug_is_an_error():
+    from nnkernels.backends import load_backend
+
+    backend = load_backend("numpy")
+
+    def lacks_kernel():
+        return backend.no_such_kernel
+
+    def buggy():
+        return None.shape
+
+    assert core.run_task(_task(setup=lacks_kernel), FAST)["status"] == "not available"
+    assert core.run_task(_task(setup=buggy), FAST)["status"] == "error"
+
+
 def test_jax_rows_only_at_all_threads():
     t = Task("s", "c", "jax", peers.all_threads() + 1, lambda: (lambda: None))
     r = core.run_task(t, FAST)

@@ -14,6 +14,7 @@ memory-bound work), at the same thread count.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import traceback
@@ -100,6 +101,17 @@ def _record(task: Task, status: str, note: str = "", stats: Optional[Stats] = No
     return rec
 
 
+def _missing_api(exc: AttributeError) -> bool:
+    """An attribute missing from a backend or a module: a kernel or API this
+    build lacks (reported "not available"), not a bug (reported "error")."""
+    import types
+
+    from ..backends import Backend
+
+    obj = getattr(exc, "obj", None)
+    return isinstance(obj, (Backend, types.ModuleType))
+
+
 def run_task(task: Task, budget: Budget, peaks: Optional[dict] = None) -> dict:
     """Measure one task (threads already set by the caller) and return its record."""
     peer = peer_of(task.impl)
@@ -123,7 +135,10 @@ def run_task(task: Task, budget: Budget, peaks: Optional[dict] = None) -> dict:
             stats, note = go()
     except NotAvailable as exc:
         return _record(task, "not available", str(exc))
-    except AttributeError as exc:  # a kernel or API this build lacks
+    except AttributeError as exc:
+        if not _missing_api(exc):
+            raise_as = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            return _record(task, "error", raise_as)
         where = f"backend {task.backend!r}: " if task.backend else ""
         return _record(task, "not available", f"{where}{exc}")
     except Exception as exc:  # noqa: BLE001 - one broken case must not end the run
@@ -157,16 +172,14 @@ def run_tasks(tasks: Iterable[Task], budget: Budget, peaks: Optional[dict] = Non
                    mininterval=0.1 if tty else 10.0)
     order = sorted(range(len(tasks)), key=lambda i: tasks[i].threads)
     out: dict = {}
+    scope = contextlib.ExitStack()
     try:
         current = None
-        scope = None
         for i in order:
             task = tasks[i]
             if task.threads != current:
-                if scope is not None:
-                    scope.__exit__(None, None, None)
-                scope = _peers.threads(task.threads)
-                scope.__enter__()
+                scope.close()  # restore the previous thread counts
+                scope.enter_context(_peers.threads(task.threads))
                 current = task.threads
             if bar is not None:
                 bar.set_description(f"{task.suite} t={task.threads} {task.case} {task.impl}"[:60])
@@ -179,9 +192,8 @@ def run_tasks(tasks: Iterable[Task], budget: Budget, peaks: Optional[dict] = Non
                 out[i]["wall_s"] = time.perf_counter() - t0
             if bar is not None:
                 bar.update(1)
-        if scope is not None:
-            scope.__exit__(None, None, None)
     finally:
+        scope.close()
         if bar is not None:
             bar.close()
     records = [out[i] for i in range(len(tasks)) if i in out]
