@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import nnkernels
 from nnkernels.cli import main
 from nnkernels.datasets import write_idx
 
@@ -244,7 +245,9 @@ def test_fashion_mnist_from_data_dir(capsys, tmp_path):
 
 
 def test_subprocess_smoke(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # the nnkernels this test imported (installed, or python/ in a dev build)
+    pkg_parent = str(Path(nnkernels.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=pkg_parent + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-m", "nnkernels", "train", "--dataset", "xor",
                            "--epochs", "2", "--threads", "1"],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
