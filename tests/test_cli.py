@@ -15,7 +15,6 @@ import nnkernels
 from nnkernels.cli import main
 from nnkernels.datasets import write_idx
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(capsys, *argv):
