@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -26,7 +27,9 @@ def matmul(a, b, *, trans_a: bool = False, trans_b: bool = False, alpha: float =
     ``op(x)`` is ``x.T`` when ``trans_x``; the transpose is read by the kernel
     (never copied). Any strides work. ``beta != 0`` needs ``out``, which is
     then read and overwritten in place; otherwise ``out`` (if given) receives
-    the result. Returns the result array.
+    the result. As in BLAS and ``torch.addmm``, ``alpha == 0`` does not read
+    ``a @ b`` and ``beta == 0`` does not read ``out`` (NaN/inf there do not
+    propagate). Returns the result array.
     """
     a = as_float_array(a, "a")
     b = as_float_array(b, "b")
@@ -77,13 +80,14 @@ def linear(x, weight, bias=None, *, activation: Optional[str] = None, negative_s
         bias = np.ascontiguousarray(bias)
     slope = _check_activation(activation, negative_slope)
     lead = x.shape[:-1]
-    x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+    rows = math.prod(lead)  # not reshape(-1, ...): ambiguous when a dimension is 0
+    x2 = x.reshape(rows, x.shape[-1]) if x.ndim != 2 else x
     shape = lead + (weight.shape[0],)
     if out is None:
         out = np.empty(shape, dtype=dt)
     else:
         check_out(out, "out", shape, dt, x, weight, bias)
-    out2 = out.reshape(-1, weight.shape[0]) if out.ndim != 2 else out
+    out2 = out.reshape(rows, weight.shape[0]) if out.ndim != 2 else out
     if out2.size and not np.shares_memory(out2, out):  # pragma: no cover - reshape copied
         raise ValueError("out: must be reshapeable to 2-D without a copy")
     resolve(backend).linear_forward(out2, x2, weight, bias, activation, slope)
@@ -110,8 +114,9 @@ def linear_backward(x, weight, grad_out, *, need_input_grad: bool = True,
         raise ValueError(f"x: shape {x.shape} does not match weight {weight.shape} (last dim must be {i})")
     if grad_out.shape[:-1] != x.shape[:-1] or grad_out.shape[-1] != o:
         raise ValueError(f"grad_out: expected shape {x.shape[:-1] + (o,)}, got {grad_out.shape}")
-    x2 = x.reshape(-1, i)
-    g2 = np.ascontiguousarray(grad_out.reshape(-1, o))
+    rows = math.prod(x.shape[:-1])
+    x2 = x.reshape(rows, i)
+    g2 = np.ascontiguousarray(grad_out.reshape(rows, o))
     grad_x = np.empty(x2.shape, dtype=dt) if need_input_grad else None
     grad_w = np.empty((o, i), dtype=dt)
     grad_b = np.empty((o,), dtype=dt)

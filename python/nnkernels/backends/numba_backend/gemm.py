@@ -92,6 +92,8 @@ def gemm(out, a, b, alpha, beta, bias=None, activation=None, activation_param=0.
     n = b.shape[1]
     if m == 0 or n == 0:
         return
+    if alpha == 0.0:  # a @ b is not read (BLAS/PyTorch semantics): an empty k
+        a, b = a[:, :0], b[:0]
     bc = np.ascontiguousarray(b)  # one pass over B (k x n) for m x n x k work
     has_bias = bias is not None
     kern = pick(_gemm_pair, m * n * max(k, 1))

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# AddressSanitizer + UndefinedBehaviorSanitizer run of the op tests.
+#
+# Builds nnkernels._C with -DNNK_SANITIZE=ON into its own build directory,
+# puts it in a private copy of the Python package (a normal build in python/
+# is never touched), and runs the kernel tests with gcc's libasan preloaded.
+# Any ASan or UBSan report fails the run. See docs/sanitizers.md.
+#
+# Usage: .ci/sanitize.sh [extra pytest arguments]
+# Env:   PYTHON (default python), NNK_SANITIZE_BUILD_DIR (default build/sanitize),
+#        NNK_SANITIZE_TESTS (default: the op test files listed below).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-python}
+BUILD=${NNK_SANITIZE_BUILD_DIR:-build/sanitize}
+
+# --- build -------------------------------------------------------------------
+# RelWithDebInfo: optimised like the release (so the vector kernels are the
+# ones that ship) with line numbers in the reports.
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNNK_SANITIZE=ON \
+  -Dpybind11_DIR="$($PY -m pybind11 --cmakedir)" -DPython_EXECUTABLE="$(command -v "$PY")" >/dev/null
+cmake --build "$BUILD" -j "${NNK_JOBS:-2}"
+
+# --- private copy of the package ------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/nnk-sanitize.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+cp -r python/nnkernels "$WORK/"
+rm -f "$WORK"/nnkernels/_C*.so
+cp "$BUILD"/_C*.so "$WORK/nnkernels/"
+LOG="$WORK/sanitizer"
+
+# --- run -----------------------------------------------------------------------
+# Python itself is not instrumented, so the ASan runtime must be the first
+# library loaded (LD_PRELOAD). Python's allocations are never freed at exit by
+# design: leak detection is off. Every UBSan finding aborts (the build also
+# uses -fno-sanitize-recover=undefined). Reports also go to $LOG.<pid> so
+# nothing can hide in captured output.
+# libstdc++ is preloaded too: ASan's __cxa_throw interceptor must find the
+# real one when it starts, or the first C++ exception (a TypeError raised by a
+# binding) dies in "CHECK failed: ... real___cxa_throw".
+LIBASAN=$(readlink -f "$(g++ -print-file-name=libasan.so)")
+LIBSTDCXX=$(readlink -f "$(g++ -print-file-name=libstdc++.so)")
+for lib in "$LIBASAN" "$LIBSTDCXX"; do
+  [ -f "$lib" ] || { echo "sanitize.sh: $lib not found" >&2; exit 1; }
+done
+if ! ldd "$WORK"/nnkernels/_C*.so | grep -q libasan; then
+  echo "sanitize.sh: the built extension is not instrumented" >&2; exit 1
+fi
+export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:log_path=$LOG:log_exe_name=0"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$LOG"
+# Numba's JIT and PyTorch are not instrumented and do not load cleanly under an
+# interposed allocator in every version; their tests run in the normal suite.
+# Their parametrisations are deselected with -k below.
+TESTS=${NNK_SANITIZE_TESTS:-"tests/test_gemm.py tests/test_dispatch.py tests/test_props.py tests/test_validation.py tests/test_determinism.py"}
+existing=()
+for t in $TESTS; do [ -e "$t" ] && existing+=("$t"); done
+
+(cd "$WORK" && PYTHONPATH="$WORK" LD_PRELOAD="$LIBASAN $LIBSTDCXX" "$PY" -c \
+  "import nnkernels, sys; f = nnkernels._C.__file__; print('sanitize.sh: testing', f); sys.exit(not f.startswith('$WORK'))")
+set +e
+(cd "$WORK" && PYTHONPATH="$WORK" LD_PRELOAD="$LIBASAN $LIBSTDCXX" PYTHONMALLOC=malloc \
+  NNK_SANITIZE_RUN=1 "$PY" -m pytest -q -p no:cacheprovider -x \
+  -c "$ROOT/pyproject.toml" --rootdir "$ROOT" \
+  -k "not numba and not torch" "${existing[@]/#/$ROOT/}" "$@")
+status=$?
+set -e
+
+if compgen -G "$LOG*" >/dev/null; then
+  echo "sanitize.sh: sanitizer reports:" >&2
+  cat "$LOG"* >&2
+  exit 1
+fi
+if [ $status -ne 0 ]; then
+  echo "sanitize.sh: tests failed (exit $status)" >&2
+  exit $status
+fi
+echo "sanitize.sh: clean (ASan + UBSan, ${#existing[@]} test files)"
