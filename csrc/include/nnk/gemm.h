@@ -11,6 +11,7 @@
 // Driver (gemm_driver.cpp): the five BLIS loops
 //   jc over n in NC | pc over k in KC (pack B panel) | ic over m in MC (pack A)
 //   | jr over NR | ir over MR -> microkernel
+// Small problems skip packing (direct microkernel reading A and B in place).
 // Microkernel contract (ukr_<isa>_<MR>x<NR>.cpp):
 //   given packed micro-panels Ap (k x MR, column-major by MR) and
 //   Bp (k x NR, row-major by NR), compute the MR x NR product and
@@ -38,6 +39,12 @@ struct GemmProblem {
     const T* bias = nullptr;  // optional, length n, added after alpha*AB + beta*C
     Epilogue epilogue = Epilogue::none;  // applied after the bias
     T epilogue_param = 0;                // e.g. negative_slope for leaky_relu
+    // Backward pass: A is read as A(i, p) * act'(aux(i, p)) (the derivative
+    // applied while A is packed). aux has A's shape, strides (rs_aux, cs_aux).
+    const T* a_aux = nullptr;
+    index_t rs_aux = 0, cs_aux = 0;
+    Epilogue a_deriv = Epilogue::none;
+    T a_deriv_param = 0;
 };
 
 struct GemmKernels {
@@ -49,6 +56,12 @@ struct GemmKernels {
     // Rows are summed in order, so the result does not depend on threads.
     void (*colsum_f32)(float* out, const float* x, index_t m, index_t n, index_t rsx, bool accumulate);
     void (*colsum_f64)(double* out, const double* x, index_t m, index_t n, index_t rsx, bool accumulate);
+    // out(n) (+)= sum over rows of x(i, :) * act'(z(i, :)) (z row stride rsz):
+    // the bias gradient through an activation.
+    void (*colsum_deriv_f32)(float* out, const float* x, index_t m, index_t n, index_t rsx,
+                             bool accumulate, const float* z, index_t rsz, Epilogue act, float param);
+    void (*colsum_deriv_f64)(double* out, const double* x, index_t m, index_t n, index_t rsx,
+                             bool accumulate, const double* z, index_t rsz, Epilogue act, double param);
 };
 
 NNK_DECLARE_PER_ISA(const GemmKernels& gemm_kernels())

@@ -1,35 +1,56 @@
-// Blocking table for the GEMM: one row per ISA variant (this header is
-// included by per-ISA translation units, so NNK_ISA_* selects the row).
+// Blocking for the GEMM: one table, one row per ISA variant and dtype (this
+// header is included by per-ISA translation units, so NNK_ISA_* picks the row).
+//
 //   MR x NR : register tile of the microkernel (rows of A x columns of B)
-//   KC      : depth of a packed panel (A micro-panel + B micro-panel in L1)
-//   MC      : rows of A per packed block (MC x KC block of A in L2)
-//   NC      : columns of B per packed panel (KC x NC panel of B in L3/L2)
+//   KC      : depth of a packed panel: the KC x NR micro-panel of B stays in
+//             L1 while the MR x KC micro-panels of A stream past it
+//   MC      : rows of A per packed block: the MC x KC block of A stays in L2
+//   NC      : columns of B per packed panel: the KC x NC panel of B (shared by
+//             the threads) stays in the outer cache
+//
+// MR/NR are compile-time (they shape the microkernel); KC, MC, NC are derived
+// once, at the first call, from the cache sizes the OS reports
+// (sysconf _SC_LEVEL1_DCACHE_SIZE / _SC_LEVEL2_CACHE_SIZE), with the fractions
+// below, and can be overridden for tuning with NNK_GEMM_KC/MC/NC.
 #pragma once
+
+#include "nnk/common.h"
 
 namespace nnk {
 namespace NNK_NS {
 
-#if defined(NNK_ISA_AVX512)
-constexpr int kVecBytes = 64;
-#elif defined(NNK_ISA_AVX2)
-constexpr int kVecBytes = 32;
-#else
-constexpr int kVecBytes = 16;
-#endif
-
 template <class T>
-struct Blocking;
+struct Tile;
+
+struct BlockFractions {
+    double l1;    // share of L1 for the KC x NR micro-panel of B
+    double l2;    // share of L2 for the MC x KC block of A
+    index_t nc;   // columns of the B panel (multiple of NR)
+    index_t small_work;  // m*n*k at or below which the direct (unpacked) path is used
+};
 
 #if defined(NNK_ISA_AVX512)
-template <> struct Blocking<float>  { static constexpr int MR = 8, NR = 32, KC = 384, MC = 96,  NC = 4096; };
-template <> struct Blocking<double> { static constexpr int MR = 8, NR = 16, KC = 256, MC = 96,  NC = 2048; };
+template <> struct Tile<float>  { static constexpr int MR = 14, NR = 32; };
+template <> struct Tile<double> { static constexpr int MR = 14, NR = 16; };
+constexpr BlockFractions kFractions{0.5, 0.5, 3072, 1 << 21};
 #elif defined(NNK_ISA_AVX2)
-template <> struct Blocking<float>  { static constexpr int MR = 6, NR = 16, KC = 256, MC = 72,  NC = 4080; };
-template <> struct Blocking<double> { static constexpr int MR = 6, NR = 8,  KC = 256, MC = 72,  NC = 2040; };
+template <> struct Tile<float>  { static constexpr int MR = 6, NR = 16; };
+template <> struct Tile<double> { static constexpr int MR = 6, NR = 8; };
+constexpr BlockFractions kFractions{0.5, 0.5, 3072, 1 << 21};
 #else
-template <> struct Blocking<float>  { static constexpr int MR = 4, NR = 8,  KC = 256, MC = 64,  NC = 2048; };
-template <> struct Blocking<double> { static constexpr int MR = 4, NR = 4,  KC = 256, MC = 64,  NC = 2048; };
+template <> struct Tile<float>  { static constexpr int MR = 4, NR = 8; };
+template <> struct Tile<double> { static constexpr int MR = 4, NR = 4; };
+constexpr BlockFractions kFractions{0.5, 0.5, 2048, 0};
 #endif
+
+struct BlockSizes {
+    index_t MC, KC, NC;
+    index_t small_work;
+};
+
+// Computed once per dtype (gemm_driver.cpp).
+template <class T>
+const BlockSizes& block_sizes();
 
 }  // namespace NNK_NS
 }  // namespace nnk

@@ -1,18 +1,27 @@
 // GEMM driver: the five BLIS loops around the microkernel (see nnk/gemm.h).
-// Compiled once per ISA variant; the blocking comes from gemm_blocking.h.
+// Compiled once per ISA variant; tile and blocking from gemm_blocking.h.
 //
-//   for jc in [0, n) step NC:                 B panel  (KC x NC)  -> L3/L2
-//     for pc in [0, k) step KC:               pack B panel (shared by threads)
-//       for ic in [0, m) step MC:   (threads) pack A block (MC x KC) -> L2
-//         for jr in [0, nc) step NR:
-//           for ir in [0, mc) step MR:        microkernel on MR x NR tile of C
+//   for jc in [0, n) step NC:                 B panel  (KC x NC), shared
+//     for pc in [0, k) step KC:               pack B panel (threads split it)
+//       for ic in [0, m) step MC:             pack A block (MC x KC) per thread
+//         for jr in [0, nc) step NR:          B micro-panel (KC x NR) in L1
+//           for ir in [0, mc) step MR:        microkernel on an MR x NR tile
 //
 // beta is applied on the first k-block only; bias and activation on the last,
-// while the tile is stored.
+// while the tile is stored. Threads: one OpenMP region per call; each thread
+// owns a rectangle of C (a range of rows x a range of NR-panels), chosen so
+// the busiest thread has the fewest tiles (rows are preferred: each thread
+// then packs only its own rows of A). Nobody writes another thread's C, and
+// every element of C is summed in the same order whatever the thread count.
+//
+// Small problems (m*n*k <= small_work, unit column strides) skip packing and
+// threads altogether: the direct microkernel reads A and B in place.
 #include <omp.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "gemm_epilogue.h"
 #include "gemm_ukr.h"
@@ -20,6 +29,47 @@
 namespace nnk {
 namespace NNK_NS {
 namespace {
+
+// ---- blocking from the cache sizes ----------------------------------------
+
+index_t env_or(const char* name, index_t dflt) {
+    const char* s = std::getenv(name);
+    if (s && *s) {
+        const long v = std::strtol(s, nullptr, 10);
+        if (v > 0) return v;
+    }
+    return dflt;
+}
+
+index_t cache_bytes(int which, index_t dflt) {
+    const long v = sysconf(which);
+    return v > 0 ? static_cast<index_t>(v) : dflt;
+}
+
+template <class T>
+BlockSizes compute_block_sizes() {
+    constexpr index_t MR = Tile<T>::MR, NR = Tile<T>::NR;
+    const index_t l1 = cache_bytes(_SC_LEVEL1_DCACHE_SIZE, 32 * 1024);
+    const index_t l2 = cache_bytes(_SC_LEVEL2_CACHE_SIZE, 256 * 1024);
+    index_t kc = static_cast<index_t>(static_cast<double>(l1) * kFractions.l1) /
+                 (NR * static_cast<index_t>(sizeof(T)));
+    kc = env_or("NNK_GEMM_KC", kc);
+    kc = kc < 32 ? 32 : (kc > 2048 ? 2048 : kc / 8 * 8);
+    index_t mc = static_cast<index_t>(static_cast<double>(l2) * kFractions.l2) /
+                 (kc * static_cast<index_t>(sizeof(T)));
+    mc = env_or("NNK_GEMM_MC", mc);
+    mc = mc < MR ? MR : (mc > 4096 ? 4096 : mc) / MR * MR;
+    index_t nc = env_or("NNK_GEMM_NC", kFractions.nc);
+    nc = nc < NR ? NR : nc / NR * NR;
+    return BlockSizes{mc, kc, nc, env_or("NNK_GEMM_SMALL", kFractions.small_work)};
+}
+
+// m*n*k (multiply-adds) below which the GEMM stays on the calling thread.
+// Measured on the 2-core Sapphire Rapids (docs/gemm.md): a fork/join plus the
+// shared B panel costs about what 2^20 FMAs do.
+constexpr index_t kGemmParallelWork = index_t(1) << 21;
+
+// ---- scratch ---------------------------------------------------------------
 
 // Grow-only, 64-byte aligned scratch buffer, one per thread and dtype.
 struct Scratch {
@@ -32,29 +82,67 @@ struct Scratch {
         if (need > bytes) {
             std::free(ptr);
             ptr = std::aligned_alloc(64, need);
-            if (!ptr) throw std::bad_alloc();
+            if (!ptr) {
+                bytes = 0;
+                throw std::bad_alloc();
+            }
             bytes = need;
         }
         return static_cast<T*>(ptr);
     }
 };
 
-// A blocks are packed by each worker thread; the B panel is packed into the
-// calling thread's buffer and shared (read-only) with the workers.
+// A blocks are packed by each worker thread into its own buffer; the B panel
+// is packed into the calling thread's buffer and shared (read-only) after a
+// barrier.
 thread_local Scratch tls_pack_a;
 thread_local Scratch tls_pack_b;
+
+// ---- packing ---------------------------------------------------------------
+
+// Optional act'(z) factor applied to A while it is packed (backward pass).
+template <class T>
+struct Deriv {
+    const T* z = nullptr;  // same shape as A, at the block's first element
+    index_t rsz = 0, csz = 0;
+    Epilogue op = Epilogue::none;
+    T param = 0;
+};
 
 // Pack rows [0, mc) x depth [0, kc) of A into MR-row micro-panels:
 // ap[(i / MR) * kc * MR + p * MR + i % MR], zero padded to a multiple of MR.
 template <class T, int MR>
-void pack_a(index_t mc, index_t kc, const T* a, index_t rsa, index_t csa, T* ap) {
+void pack_a(index_t mc, index_t kc, const T* a, index_t rsa, index_t csa, T* ap,
+            const Deriv<T>& d) {
     for (index_t i0 = 0; i0 < mc; i0 += MR) {
         const int mr = static_cast<int>(mc - i0 < MR ? mc - i0 : MR);
         T* dst = ap + i0 * kc;
         const T* src = a + i0 * rsa;
-        if (mr == MR && csa == 1) {
-            for (index_t p = 0; p < kc; ++p)
+        if (d.op != Epilogue::none) {
+            const T* z = d.z + i0 * d.rsz;
+            for (index_t p = 0; p < kc; ++p) {
+                for (int r = 0; r < mr; ++r)
+                    dst[p * MR + r] = src[r * rsa + p * csa] *
+                                      activation_deriv(z[r * d.rsz + p * d.csz], d.op, d.param);
+                for (int r = mr; r < MR; ++r) dst[p * MR + r] = T(0);
+            }
+        } else if (mr == MR && csa == 1) {
+            // Row-major A: read each row 16 columns at a time, write interleaved.
+            index_t p0 = 0;
+            for (; p0 + 16 <= kc; p0 += 16)
+                for (int r = 0; r < MR; ++r) {
+                    const T* s = src + r * rsa + p0;
+#pragma GCC unroll 16
+                    for (int q = 0; q < 16; ++q) dst[(p0 + q) * MR + r] = s[q];
+                }
+            for (index_t p = p0; p < kc; ++p)
                 for (int r = 0; r < MR; ++r) dst[p * MR + r] = src[r * rsa + p];
+        } else if (rsa == 1) {
+            // Column-major A (a transposed view): MR contiguous elements per p.
+            for (index_t p = 0; p < kc; ++p) {
+                std::memcpy(dst + p * MR, src + p * csa, mr * sizeof(T));
+                for (int r = mr; r < MR; ++r) dst[p * MR + r] = T(0);
+            }
         } else {
             for (index_t p = 0; p < kc; ++p) {
                 for (int r = 0; r < mr; ++r) dst[p * MR + r] = src[r * rsa + p * csa];
@@ -64,8 +152,8 @@ void pack_a(index_t mc, index_t kc, const T* a, index_t rsa, index_t csa, T* ap)
     }
 }
 
-// Pack depth [0, kc) x columns [0, nc) of B into NR-column micro-panels:
-// bp[(j / NR) * kc * NR + p * NR + j % NR], zero padded to a multiple of NR.
+// Pack depth [0, kc) x columns [j0, j0 + NR) of B into one NR-column
+// micro-panel at bp + j0 * kc: bp[j0*kc + p*NR + j], zero padded.
 template <class T, int NR>
 void pack_b_panel(index_t j0, index_t nc, index_t kc, const T* b, index_t rsb, index_t csb, T* bp) {
     const int nr = static_cast<int>(nc - j0 < NR ? nc - j0 : NR);
@@ -73,6 +161,23 @@ void pack_b_panel(index_t j0, index_t nc, index_t kc, const T* b, index_t rsb, i
     const T* src = b + j0 * csb;
     if (nr == NR && csb == 1) {
         for (index_t p = 0; p < kc; ++p) std::memcpy(dst + p * NR, src + p * rsb, NR * sizeof(T));
+    } else if (rsb == 1) {
+        // Transposed B (e.g. weight.T in Linear): each column is contiguous in
+        // p; read 16 of it (one cache line), write them NR apart.
+        index_t p0 = 0;
+        for (; p0 + 16 <= kc; p0 += 16) {
+            for (int j = 0; j < nr; ++j) {
+                const T* s = src + j * csb + p0;
+#pragma GCC unroll 16
+                for (int q = 0; q < 16; ++q) dst[(p0 + q) * NR + j] = s[q];
+            }
+            for (int j = nr; j < NR; ++j)
+                for (int q = 0; q < 16; ++q) dst[(p0 + q) * NR + j] = T(0);
+        }
+        for (index_t p = p0; p < kc; ++p) {
+            for (int j = 0; j < nr; ++j) dst[p * NR + j] = src[j * csb + p];
+            for (int j = nr; j < NR; ++j) dst[p * NR + j] = T(0);
+        }
     } else {
         for (index_t p = 0; p < kc; ++p) {
             for (int j = 0; j < nr; ++j) dst[p * NR + j] = src[p * rsb + j * csb];
@@ -95,50 +200,123 @@ void scale_only(const GemmProblem<T>& p) {
 }
 
 template <class T>
-void gemm_impl(const GemmProblem<T>& P,
-               void (*ukr)(index_t, const T*, const T*, T, T, T*, index_t, index_t, int, int,
-                           const UkrEpilogue<T>&)) {
-    constexpr int MR = Blocking<T>::MR, NR = Blocking<T>::NR;
-    constexpr index_t KC = Blocking<T>::KC, NC = Blocking<T>::NC;
+using UkrFn = void (*)(index_t, const T*, const T*, T, T, T*, index_t, index_t, int, int,
+                       const UkrEpilogue<T>&, const T*, const T*);
+template <class T>
+using DirectFn = void (*)(index_t, const T*, index_t, const T*, index_t, T, T, T*, index_t, index_t,
+                          int, int, const UkrEpilogue<T>&);
+
+// Small problems: no packing, no threads. jr outer so a k x NR column panel
+// of B is reused from L1 by every row tile.
+template <class T>
+void gemm_direct(const GemmProblem<T>& P, DirectFn<T> direct) {
+    constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+    for (index_t jr = 0; jr < P.n; jr += NR) {
+        const int nr = static_cast<int>(P.n - jr < NR ? P.n - jr : NR);
+        UkrEpilogue<T> epi;
+        epi.bias = P.bias ? P.bias + jr : nullptr;
+        epi.op = P.epilogue;
+        epi.param = P.epilogue_param;
+        for (index_t ir = 0; ir < P.m; ir += MR) {
+            const int mr = static_cast<int>(P.m - ir < MR ? P.m - ir : MR);
+            direct(P.k, P.a + ir * P.rsa, P.rsa, P.b + jr, P.rsb, P.alpha, P.beta,
+                   P.c + ir * P.rsc + jr * P.csc, P.rsc, P.csc, mr, nr, epi);
+        }
+    }
+}
+
+// Split `count` items into `parts` nearly equal ranges; range of part `i`.
+inline void split_range(index_t count, int parts, int i, index_t& lo, index_t& hi) {
+    const index_t base = count / parts, rem = count % parts;
+    lo = i * base + (i < rem ? i : rem);
+    hi = lo + base + (i < rem ? 1 : 0);
+}
+
+// Factor nt = tm * tn minimising the tiles of the busiest thread (ties: rows).
+inline void choose_split(index_t m_tiles, index_t n_tiles, int nt, int& tm, int& tn) {
+    index_t best = -1;
+    for (int d = nt; d >= 1; --d) {
+        if (nt % d) continue;
+        const int e = nt / d;
+        const index_t cost = ((m_tiles + d - 1) / d) * ((n_tiles + e - 1) / e);
+        if (best < 0 || cost < best) {
+            best = cost;
+            tm = d;
+            tn = e;
+        }
+    }
+}
+
+template <class T>
+void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, int nt_req) {
+    constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+    const BlockSizes& bs = block_sizes<T>();
     const index_t m = P.m, n = P.n, k = P.k;
-    if (m == 0 || n == 0) return;
-    if (k == 0 || P.alpha == T(0)) {
-        scale_only(P);
-        return;
-    }
-    const int nt = threads_for(m * n * k / 16);
-    index_t MC = Blocking<T>::MC;
-    if (nt > 1) {  // enough row blocks for every thread
-        index_t per = (m + nt - 1) / nt;
-        per = (per + MR - 1) / MR * MR;
-        if (per < MC) MC = per;
-    }
+    const index_t NC = bs.NC, KC = bs.KC;
     const index_t nc_max = n < NC ? n : NC;
     const index_t kc_max = k < KC ? k : KC;
     T* bp = tls_pack_b.get<T>(static_cast<std::size_t>(((nc_max + NR - 1) / NR) * NR * kc_max));
+    Deriv<T> deriv_all;
+    deriv_all.z = P.a_aux;
+    deriv_all.rsz = P.rs_aux;
+    deriv_all.csz = P.cs_aux;
+    deriv_all.op = P.a_deriv;
+    deriv_all.param = P.a_deriv_param;
     OmpErrors errors;
+    bool failed = false;
 
-    for (index_t jc = 0; jc < n; jc += NC) {
-        const index_t nc = n - jc < NC ? n - jc : NC;
-        for (index_t pc = 0; pc < k; pc += KC) {
-            const index_t kc = k - pc < KC ? k - pc : KC;
-            const bool first = pc == 0, last = pc + kc == k;
-            const T beta = first ? P.beta : T(1);
-            const T* bsrc = P.b + pc * P.rsb + jc * P.csb;
+    // The body every thread runs; tid/nth come from the actual team.
+    auto body = [&](int tid, int nth) {
+        T* ap = nullptr;
+        errors.run([&] {
+            const index_t mc_max = m < bs.MC ? m : bs.MC;
+            ap = tls_pack_a.get<T>(static_cast<std::size_t>(((mc_max + MR - 1) / MR) * MR * kc_max));
+        });
+        if (ap == nullptr) {
+#pragma omp atomic write
+            failed = true;
+        }
+        if (nth > 1) {
+#pragma omp barrier
+        }
+        bool stop;
+#pragma omp atomic read
+        stop = failed;
+        if (stop) return;
+
+        // This thread's rectangle of C: rows [m0, m1), NR-panels [q0, q1) of each NC panel.
+        int tm = 1, tn = 1;
+        const index_t m_tiles = (m + MR - 1) / MR;
+        choose_split(m_tiles, (nc_max + NR - 1) / NR, nth, tm, tn);
+        index_t t0, t1;
+        split_range(m_tiles, tm, tid / tn, t0, t1);
+        const index_t m0 = t0 * MR, m1 = t1 * MR < m ? t1 * MR : m;
+
+        for (index_t jc = 0; jc < n; jc += NC) {
+            const index_t nc = n - jc < NC ? n - jc : NC;
             const index_t n_panels = (nc + NR - 1) / NR;
-            const index_t n_blocks = (m + MC - 1) / MC;
-#pragma omp parallel num_threads(nt)
-            errors.run([&] {
-#pragma omp for schedule(static)
-                for (index_t jp = 0; jp < n_panels; ++jp)
+            index_t q0, q1;
+            split_range(n_panels, tn, tid % tn, q0, q1);
+            for (index_t pc = 0; pc < k; pc += KC) {
+                const index_t kc = k - pc < KC ? k - pc : KC;
+                const bool first = pc == 0, last = pc + kc == k;
+                const T beta = first ? P.beta : T(1);
+                // All threads pack the shared B panel, then wait for each other.
+                const T* bsrc = P.b + pc * P.rsb + jc * P.csb;
+                index_t b0, b1;
+                split_range(n_panels, nth, tid, b0, b1);
+                for (index_t jp = b0; jp < b1; ++jp)
                     pack_b_panel<T, NR>(jp * NR, nc, kc, bsrc, P.rsb, P.csb, bp);
-#pragma omp for schedule(static)
-                for (index_t ib = 0; ib < n_blocks; ++ib) {
-                    const index_t ic = ib * MC;
-                    const index_t mc = m - ic < MC ? m - ic : MC;
-                    T* ap = tls_pack_a.get<T>(static_cast<std::size_t>(((mc + MR - 1) / MR) * MR * kc));
-                    pack_a<T, MR>(mc, kc, P.a + ic * P.rsa + pc * P.csa, P.rsa, P.csa, ap);
-                    for (index_t jr = 0; jr < nc; jr += NR) {
+                if (nth > 1) {
+#pragma omp barrier
+                }
+                for (index_t ic = m0; ic < m1; ic += bs.MC) {
+                    const index_t mc = m1 - ic < bs.MC ? m1 - ic : bs.MC;
+                    Deriv<T> d = deriv_all;
+                    if (d.op != Epilogue::none) d.z += ic * d.rsz + pc * d.csz;
+                    pack_a<T, MR>(mc, kc, P.a + ic * P.rsa + pc * P.csa, P.rsa, P.csa, ap, d);
+                    for (index_t jp = q0; jp < q1; ++jp) {
+                        const index_t jr = jp * NR;
                         const int nr = static_cast<int>(nc - jr < NR ? nc - jr : NR);
                         UkrEpilogue<T> epi;
                         if (last) {
@@ -146,24 +324,77 @@ void gemm_impl(const GemmProblem<T>& P,
                             epi.op = P.epilogue;
                             epi.param = P.epilogue_param;
                         }
+                        const T* bmp = bp + jr * kc;
                         for (index_t ir = 0; ir < mc; ir += MR) {
                             const int mr = static_cast<int>(mc - ir < MR ? mc - ir : MR);
                             T* c = P.c + (ic + ir) * P.rsc + (jc + jr) * P.csc;
-                            ukr(kc, ap + ir * kc, bp + jr * kc, P.alpha, beta, c, P.rsc, P.csc, mr,
-                                nr, epi);
+                            const bool last_ir = ir + MR >= mc;
+                            ukr(kc, ap + ir * kc, bmp, P.alpha, beta, c, P.rsc, P.csc, mr, nr, epi,
+                                last_ir ? ap : ap + (ir + MR) * kc, last_ir ? bmp + NR * kc : bmp);
                         }
                     }
                 }
-            });
-            errors.rethrow();
+                // Nobody repacks B before everyone is done with it.
+                if (nth > 1) {
+#pragma omp barrier
+                }
+            }
         }
+    };
+
+    if (nt_req <= 1) {
+        body(0, 1);
+    } else {
+#pragma omp parallel num_threads(nt_req)
+        body(omp_get_thread_num(), omp_get_num_threads());
     }
+    errors.rethrow();
 }
 
-void sgemm(const GemmProblem<float>& p) { gemm_impl<float>(p, &ukr_f32); }
-void dgemm(const GemmProblem<double>& p) { gemm_impl<double>(p, &ukr_f64); }
+template <class T>
+void gemm_impl(const GemmProblem<T>& P, UkrFn<T> ukr, DirectFn<T> direct) {
+    const index_t m = P.m, n = P.n, k = P.k;
+    if (m == 0 || n == 0) return;
+    if (k == 0 || P.alpha == T(0)) {
+        scale_only(P);
+        return;
+    }
+    const BlockSizes& bs = block_sizes<T>();
+    const index_t work = m * n * k;
+    if (direct && work <= bs.small_work && P.csa == 1 && P.csb == 1 &&
+        P.a_deriv == Epilogue::none) {
+        gemm_direct(P, direct);
+        return;
+    }
+    int nt = 1;
+    if (work >= kGemmParallelWork) {
+        nt = num_threads();
+        const index_t useful = work / (kGemmParallelWork / 2);
+        if (useful < nt) nt = static_cast<int>(useful);
+    }
+    gemm_packed(P, ukr, nt);
+}
+
+#if defined(NNK_ISA_GENERIC)
+constexpr DirectFn<float> kDirectF32 = nullptr;
+constexpr DirectFn<double> kDirectF64 = nullptr;
+#else
+constexpr DirectFn<float> kDirectF32 = &ukr_direct_f32;
+constexpr DirectFn<double> kDirectF64 = &ukr_direct_f64;
+#endif
+
+void sgemm(const GemmProblem<float>& p) { gemm_impl<float>(p, &ukr_f32, kDirectF32); }
+void dgemm(const GemmProblem<double>& p) { gemm_impl<double>(p, &ukr_f64, kDirectF64); }
 
 }  // namespace
+
+template <class T>
+const BlockSizes& block_sizes() {
+    static const BlockSizes b = compute_block_sizes<T>();
+    return b;
+}
+template const BlockSizes& block_sizes<float>();
+template const BlockSizes& block_sizes<double>();
 
 const GemmKernels& gemm_kernels() {
     static const GemmKernels table{
@@ -174,8 +405,8 @@ const GemmKernels& gemm_kernels() {
 #else
         "generic",
 #endif
-        Blocking<float>::MR, Blocking<float>::NR, Blocking<double>::MR, Blocking<double>::NR,
-        &sgemm, &dgemm, &colsum_f32, &colsum_f64};
+        Tile<float>::MR, Tile<float>::NR, Tile<double>::MR, Tile<double>::NR,
+        &sgemm, &dgemm, &colsum_f32, &colsum_f64, &colsum_deriv_f32, &colsum_deriv_f64};
     return table;
 }
 

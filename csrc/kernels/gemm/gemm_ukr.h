@@ -16,15 +16,35 @@ struct UkrEpilogue {
     T param = 0;
 };
 
-// C[0:m,0:n] := beta*C + alpha * Ap(k x MR) * Bp(k x NR) [then epilogue]
+// Packed microkernel (the BLIS one):
+//   C[0:m,0:n] := beta*C + alpha * Ap(k x MR) * Bp(k x NR)  [then epilogue]
+// Ap: MR-interleaved micro-panel (ap[p*MR + r]); Bp: NR-wide rows (bp[p*NR + j]),
+// both zero padded, 64-byte aligned. beta == 0: C is not read.
+// a_next/b_next: the micro-panels of the next call, prefetched near the end.
 void ukr_f32(index_t k, const float* ap, const float* bp, float alpha, float beta, float* c,
-             index_t rsc, index_t csc, int m, int n, const UkrEpilogue<float>& epi);
+             index_t rsc, index_t csc, int m, int n, const UkrEpilogue<float>& epi,
+             const float* a_next, const float* b_next);
 void ukr_f64(index_t k, const double* ap, const double* bp, double alpha, double beta, double* c,
-             index_t rsc, index_t csc, int m, int n, const UkrEpilogue<double>& epi);
+             index_t rsc, index_t csc, int m, int n, const UkrEpilogue<double>& epi,
+             const double* a_next, const double* b_next);
+
+// Direct microkernel (small problems, no packing): A read in place with row
+// stride rsa and unit column stride, B read in place with row stride rsb and
+// unit column stride. Rows >= m of A and columns >= n of B are never read.
+void ukr_direct_f32(index_t k, const float* a, index_t rsa, const float* b, index_t rsb, float alpha,
+                    float beta, float* c, index_t rsc, index_t csc, int m, int n,
+                    const UkrEpilogue<float>& epi);
+void ukr_direct_f64(index_t k, const double* a, index_t rsa, const double* b, index_t rsb,
+                    double alpha, double beta, double* c, index_t rsc, index_t csc, int m, int n,
+                    const UkrEpilogue<double>& epi);
 
 // Column sums (bias gradient), colsum.cpp.
 void colsum_f32(float* out, const float* x, index_t m, index_t n, index_t rsx, bool accumulate);
 void colsum_f64(double* out, const double* x, index_t m, index_t n, index_t rsx, bool accumulate);
+void colsum_deriv_f32(float* out, const float* x, index_t m, index_t n, index_t rsx,
+                      bool accumulate, const float* z, index_t rsz, Epilogue act, float param);
+void colsum_deriv_f64(double* out, const double* x, index_t m, index_t n, index_t rsx,
+                      bool accumulate, const double* z, index_t rsz, Epilogue act, double param);
 
 }  // namespace NNK_NS
 }  // namespace nnk

@@ -1,0 +1,138 @@
+// Register-tiled x86 microkernel template, written with intrinsics through a
+// small traits struct S (one per ISA and dtype, defined in ukr_<isa>_*.cpp):
+//   S::V        register type (__m512, __m256, __m512d, __m256d)
+//   S::W        lanes per register
+//   S::zero(), S::load(p) (aligned), S::loadu(p), S::loadu_n(p, count),
+//   S::bcast(p) (broadcast one element), S::fma(a, b, c) = a*b + c
+//
+// Tile: MR rows x NV registers of C stay in registers for the whole k loop
+// (MR*NV accumulators + NV registers of B + 1 broadcast of A <= register
+// file). Per k step: NV loads of B, MR broadcasts of A, MR*NV FMAs. C is
+// loaded (only if beta != 0) and stored once per tile, through the fused
+// epilogue of gemm_epilogue.h (alpha, beta, bias, activation).
+#pragma once
+
+#include <immintrin.h>
+
+#include "gemm_epilogue.h"
+#include "gemm_ukr.h"
+
+namespace nnk {
+namespace NNK_NS {
+namespace {
+
+template <class S, int MR, int NV>
+inline void store_tile(typename S::V (&acc)[MR][NV], typename S::T alpha, typename S::T beta,
+                       typename S::T* c, index_t rsc, index_t csc, int m, int n,
+                       const UkrEpilogue<typename S::T>& epi) {
+    using T = typename S::T;
+    constexpr int W = S::W;
+    for (int r = 0; r < m; ++r) {
+        T* crow = c + r * rsc;
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) {
+            const int count = n - v * W < W ? n - v * W : W;
+            if (count <= 0) break;
+            store_vec<T>(crow + v * W * csc, csc, count, acc[r][v], alpha, beta,
+                         epi.bias ? epi.bias + v * W : nullptr, epi.op, epi.param);
+        }
+    }
+}
+
+// Packed operands: ap[p*MR + r], bp[p*NR + j] (NR = NV*W), 64-byte aligned.
+template <class S, int MR, int NV>
+inline void ukr_packed(index_t k, const typename S::T* __restrict ap,
+                       const typename S::T* __restrict bp, typename S::T alpha,
+                       typename S::T beta, typename S::T* c, index_t rsc, index_t csc, int m, int n,
+                       const UkrEpilogue<typename S::T>& epi, const typename S::T* a_next,
+                       const typename S::T* b_next) {
+    using V = typename S::V;
+    constexpr int W = S::W, NR = NV * W;
+    // The C tile is touched once at the end: start bringing it in now.
+    for (int r = 0; r < m; ++r) {
+        _mm_prefetch(reinterpret_cast<const char*>(c + r * rsc), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(c + r * rsc + (n - 1) * csc), _MM_HINT_T0);
+    }
+    V acc[MR][NV];
+#pragma GCC unroll 64
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[r][v] = S::zero();
+
+    constexpr index_t kPrefetchB = 8;  // k steps ahead in the B micro-panel
+#pragma GCC unroll 4
+    for (index_t p = 0; p < k; ++p) {
+        _mm_prefetch(reinterpret_cast<const char*>(bp + kPrefetchB * NR), _MM_HINT_T0);
+        V b[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) b[v] = S::load(bp + v * W);
+#pragma GCC unroll 64
+        for (int r = 0; r < MR; ++r) {
+            const V a = S::bcast(ap + r);
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; ++v) acc[r][v] = S::fma(a, b[v], acc[r][v]);
+        }
+        ap += MR;
+        bp += NR;
+    }
+    _mm_prefetch(reinterpret_cast<const char*>(a_next), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b_next), _MM_HINT_T0);
+    store_tile<S, MR, NV>(acc, alpha, beta, c, rsc, csc, m, n, epi);
+}
+
+// Unpacked operands (small problems): rows of A at a + r*rsa (unit column
+// stride), rows of B at b + p*rsb (unit column stride). Rows of A beyond m
+// reuse row m-1 (computed, never stored); columns of B beyond n are masked.
+template <class S, int MR, int NV>
+inline void ukr_direct(index_t k, const typename S::T* a, index_t rsa, const typename S::T* b,
+                       index_t rsb, typename S::T alpha, typename S::T beta, typename S::T* c,
+                       index_t rsc, index_t csc, int m, int n,
+                       const UkrEpilogue<typename S::T>& epi) {
+    using T = typename S::T;
+    using V = typename S::V;
+    constexpr int W = S::W;
+    V acc[MR][NV];
+#pragma GCC unroll 64
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[r][v] = S::zero();
+    const T* arow[MR];
+    for (int r = 0; r < MR; ++r) arow[r] = a + (r < m ? r : m - 1) * rsa;
+    if (n == NV * W) {
+        for (index_t p = 0; p < k; ++p) {
+            V bv[NV];
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; ++v) bv[v] = S::loadu(b + v * W);
+#pragma GCC unroll 64
+            for (int r = 0; r < MR; ++r) {
+                const V av = S::bcast(arow[r] + p);
+#pragma GCC unroll 8
+                for (int v = 0; v < NV; ++v) acc[r][v] = S::fma(av, bv[v], acc[r][v]);
+            }
+            b += rsb;
+        }
+    } else {
+        int cnt[NV];
+        for (int v = 0; v < NV; ++v) {
+            const int c0 = n - v * W;
+            cnt[v] = c0 < 0 ? 0 : (c0 > W ? W : c0);
+        }
+        for (index_t p = 0; p < k; ++p) {
+            V bv[NV];
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; ++v) bv[v] = S::loadu_n(b + v * W, cnt[v]);
+#pragma GCC unroll 64
+            for (int r = 0; r < MR; ++r) {
+                const V av = S::bcast(arow[r] + p);
+#pragma GCC unroll 8
+                for (int v = 0; v < NV; ++v) acc[r][v] = S::fma(av, bv[v], acc[r][v]);
+            }
+            b += rsb;
+        }
+    }
+    store_tile<S, MR, NV>(acc, alpha, beta, c, rsc, csc, m, n, epi);
+}
+
+}  // namespace
+}  // namespace NNK_NS
+}  // namespace nnk
