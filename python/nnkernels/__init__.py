@@ -11,6 +11,10 @@ from ._threads import get_num_threads, set_num_threads
 from .backends import available_backends, get_backend, set_backend, use_backend
 from .random import manual_seed
 from . import ops
+from . import nn, optim, data, utils, train
+from .data import DataLoader
+from .serialization import load, save
+from .train import evaluate, fit, predict
 
 __version__ = "0.1.0"
 
@@ -28,6 +32,7 @@ def cpu_info() -> dict:
 
 
 __all__ = [
+    "DataLoader", "data", "evaluate", "fit", "load", "nn", "optim", "predict", "save", "train", "utils",
     "available_backends", "cpu_info", "get_backend", "get_num_threads", "manual_seed", "ops",
     "set_backend", "set_num_threads", "use_backend", "__version__",
 ]
