@@ -144,6 +144,8 @@ def fit(model: nn.Module, loss_fn, optimizer, train, val=None, *, epochs: int = 
     bitwise the same weights as an uninterrupted one. Callbacks' own state
     is not saved.
     """
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"epochs: expected an int >= 0, got {epochs!r}")
     _check_checkpoint_args(checkpoint, checkpoint_every, resume)
     train_dl = _loader(train, batch_size, shuffle, seed)
     val_data = None if val is None else _loader(val, batch_size, False, None)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..backends import resolve
 from ..backends.interface.gemm import EPILOGUES
-from ._checks import as_float_array, check_finite_scalar, check_out, require_ndim, same_dtype
+from ._checks import as_float_array, check_bool, check_finite_scalar, check_out, require_ndim, same_dtype
 
 __all__ = ["matmul", "linear", "linear_backward"]
 
@@ -38,6 +38,7 @@ def matmul(a, b, *, trans_a: bool = False, trans_b: bool = False, alpha: float =
     require_ndim(b, "b", 2)
     alpha = check_finite_scalar(alpha, "alpha")
     beta = check_finite_scalar(beta, "beta")
+    trans_a, trans_b = check_bool(trans_a, "trans_a"), check_bool(trans_b, "trans_b")
     opa = a.T if trans_a else a
     opb = b.T if trans_b else b
     if opa.shape[1] != opb.shape[0]:
@@ -106,6 +107,7 @@ def linear_backward(x, weight, grad_out, *, need_input_grad: bool = True,
     weight = as_float_array(weight, "weight")
     grad_out = as_float_array(grad_out, "grad_out")
     dt = same_dtype(x=x, weight=weight, grad_out=grad_out)
+    need_input_grad = check_bool(need_input_grad, "need_input_grad")
     require_ndim(weight, "weight", 2)
     if x.ndim == 0 or grad_out.ndim == 0:
         raise ValueError("x, grad_out: expected at least 1 dimension")
