@@ -52,7 +52,7 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$LOG"
 # Numba's JIT and PyTorch are not instrumented and do not load cleanly under an
 # interposed allocator in every version; their tests run in the normal suite.
 # Their parametrisations are deselected with -k below.
-TESTS=${NNK_SANITIZE_TESTS:-"tests/test_gemm.py tests/test_dispatch.py tests/test_props.py tests/test_validation.py tests/test_determinism.py"}
+TESTS=${NNK_SANITIZE_TESTS:-"tests/test_gemm.py tests/test_dispatch.py tests/test_props.py tests/test_validation.py tests/test_threads.py tests/test_optim_kernels.py tests/test_activations.py tests/test_losses.py tests/test_fused.py"}
 existing=()
 for t in $TESTS; do [ -e "$t" ] && existing+=("$t"); done
 

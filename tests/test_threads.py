@@ -188,3 +188,34 @@ def test_import_order_with_torch(first):
     assert rep["nk_err"] < 1e-3 and rep["torch_err"] < 1e-3, rep
     assert rep["nk_1thread_equal"], rep
     assert len(rep["libgomp"]) == 1, f"two OpenMP runtimes loaded: {rep['libgomp']}"
+
+
+# ---- no C++ exception may escape an OpenMP region -------------------------------
+
+def test_every_openmp_region_is_guarded():
+    """Static audit: each `#pragma omp parallel` has an nnk::OmpErrors declared
+    shortly before it (its body runs inside errors.run) and a rethrow() after.
+    An exception escaping a region calls std::terminate and kills Python."""
+    root = os.path.join(os.path.dirname(__file__), "..", "csrc")
+    if not os.path.isdir(root):
+        pytest.skip("sources not available (installed package)")
+    problems, regions = [], 0
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            if not name.endswith((".cpp", ".h")):
+                continue
+            path = os.path.join(dirpath, name)
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+            for i, line in enumerate(lines):
+                if not line.strip().startswith("#pragma omp parallel"):
+                    continue
+                regions += 1
+                before = "\n".join(lines[max(0, i - 150):i])
+                after = "\n".join(lines[i:i + 120])
+                # .run( may come before the pragma when the region calls a body
+                # lambda that guards its throwing part itself (gemm_driver.cpp)
+                if "OmpErrors" not in before or ".run(" not in before + after or ".rethrow()" not in after:
+                    problems.append(f"{os.path.relpath(path, root)}:{i + 1}")
+    assert regions > 0
+    assert not problems, f"OpenMP regions without OmpErrors run/rethrow: {problems}"
