@@ -62,6 +62,9 @@ struct GemmKernels {
                              bool accumulate, const float* z, index_t rsz, Epilogue act, float param);
     void (*colsum_deriv_f64)(double* out, const double* x, index_t m, index_t n, index_t rsx,
                              bool accumulate, const double* z, index_t rsz, Epilogue act, double param);
+    // Cache blocking in use for a dtype of `elem_bytes` (4 or 8):
+    // out = {MC, KC, NC, small_work (m*n*k of the unpacked direct path)}.
+    void (*block_sizes)(int elem_bytes, index_t out[4]);
 };
 
 NNK_DECLARE_PER_ISA(const GemmKernels& gemm_kernels())

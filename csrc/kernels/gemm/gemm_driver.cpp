@@ -383,6 +383,14 @@ constexpr DirectFn<float> kDirectF32 = &ukr_direct_f32;
 constexpr DirectFn<double> kDirectF64 = &ukr_direct_f64;
 #endif
 
+void block_sizes_of(int elem_bytes, index_t out[4]) {
+    const BlockSizes& b = elem_bytes == 8 ? block_sizes<double>() : block_sizes<float>();
+    out[0] = b.MC;
+    out[1] = b.KC;
+    out[2] = b.NC;
+    out[3] = b.small_work;
+}
+
 void sgemm(const GemmProblem<float>& p) { gemm_impl<float>(p, &ukr_f32, kDirectF32); }
 void dgemm(const GemmProblem<double>& p) { gemm_impl<double>(p, &ukr_f64, kDirectF64); }
 
@@ -406,7 +414,8 @@ const GemmKernels& gemm_kernels() {
         "generic",
 #endif
         Tile<float>::MR, Tile<float>::NR, Tile<double>::MR, Tile<double>::NR,
-        &sgemm, &dgemm, &colsum_f32, &colsum_f64, &colsum_deriv_f32, &colsum_deriv_f64};
+        &sgemm, &dgemm, &colsum_f32, &colsum_f64, &colsum_deriv_f32, &colsum_deriv_f64,
+        &block_sizes_of};
     return table;
 }
 

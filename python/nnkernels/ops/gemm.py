@@ -96,12 +96,21 @@ def linear(x, weight, bias=None, *, activation: Optional[str] = None, negative_s
 
 
 def linear_backward(x, weight, grad_out, *, need_input_grad: bool = True,
-                    backend: Optional[str] = None):
+                    activation: Optional[str] = None, pre_activation=None, output=None,
+                    negative_slope: float = 0.01, backend: Optional[str] = None):
     """Gradients of ``linear``: returns ``(grad_x or None, grad_weight, grad_bias)``.
 
     ``x``: (N, in), ``weight``: (out, in), ``grad_out``: (N, out) (leading
     dimensions of ``x``/``grad_out`` are flattened). ``grad_bias`` is the sum
     of ``grad_out`` over the batch.
+
+    With ``activation`` (as in ``linear(..., activation=...)``), ``grad_out`` is
+    the gradient of the activation's output and the layer's gradients use
+    ``grad_out * act'(z)``, computed inside the kernels (the C++ backend applies
+    the factor while it packs ``grad_out``; nothing of shape (N, out) is
+    allocated). ``z`` is given as ``pre_activation`` (``x @ weight.T + bias``);
+    for relu, and leaky_relu with ``negative_slope >= 0``, the layer's
+    ``output`` may be given instead (its sign is the sign of ``z``).
     """
     x = as_float_array(x, "x")
     weight = as_float_array(weight, "weight")
@@ -116,13 +125,39 @@ def linear_backward(x, weight, grad_out, *, need_input_grad: bool = True,
         raise ValueError(f"x: shape {x.shape} does not match weight {weight.shape} (last dim must be {i})")
     if grad_out.shape[:-1] != x.shape[:-1] or grad_out.shape[-1] != o:
         raise ValueError(f"grad_out: expected shape {x.shape[:-1] + (o,)}, got {grad_out.shape}")
-    rows = math.prod(x.shape[:-1])
+    slope = _check_activation(activation, negative_slope)
+    z2 = z = None
+    if activation is None:
+        if pre_activation is not None or output is not None:
+            raise ValueError("pre_activation/output: only meaningful together with activation=")
+    else:
+        if (pre_activation is None) == (output is None):
+            raise ValueError("activation: pass exactly one of pre_activation= (z = x @ weight.T + bias) "
+                             "or output= (act(z); relu/leaky_relu only)")
+        if output is not None:
+            if activation not in ("relu", "leaky_relu") or (activation == "leaky_relu" and slope < 0):
+                raise ValueError(f"output: act'(z) cannot be recovered from the output of {activation!r}; "
+                                 f"pass pre_activation= instead")
+            z, zname = as_float_array(output, "output"), "output"
+        else:
+            z, zname = as_float_array(pre_activation, "pre_activation"), "pre_activation"
+        same_dtype(grad_out=grad_out, **{zname: z})
+        if z.shape != grad_out.shape:
+            raise ValueError(f"{zname}: expected shape {grad_out.shape}, got {z.shape}")
+    rows = math.prod(x.shape[:-1])  # not reshape(-1, ...): ambiguous when a dimension is 0
+    if z is not None:
+        z2 = np.ascontiguousarray(z.reshape(rows, o))
     x2 = x.reshape(rows, i)
     g2 = np.ascontiguousarray(grad_out.reshape(rows, o))
     grad_x = np.empty(x2.shape, dtype=dt) if need_input_grad else None
     grad_w = np.empty((o, i), dtype=dt)
     grad_b = np.empty((o,), dtype=dt)
-    resolve(backend).linear_backward(grad_x, grad_w, grad_b, g2, x2, weight, False)
+    kern = resolve(backend)
+    if activation is None:
+        kern.linear_backward(grad_x, grad_w, grad_b, g2, x2, weight, False)
+    else:
+        kern.linear_backward(grad_x, grad_w, grad_b, g2, x2, weight, False, activation=activation,
+                             pre_activation=z2, activation_param=slope)
     if grad_x is not None:
         grad_x = grad_x.reshape(x.shape)
     return grad_x, grad_w, grad_b

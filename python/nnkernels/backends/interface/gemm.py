@@ -35,10 +35,16 @@ class GemmKernels(Protocol):
 
     def linear_backward(self, grad_x: Optional[np.ndarray], grad_weight: Optional[np.ndarray],
                         grad_bias: Optional[np.ndarray], grad_out: np.ndarray, x: np.ndarray,
-                        weight: np.ndarray, accumulate: bool) -> None:
+                        weight: np.ndarray, accumulate: bool, activation: Optional[str] = None,
+                        pre_activation: Optional[np.ndarray] = None,
+                        activation_param: float = 0.0) -> None:
         """Gradients of Linear given grad_out(N, out_f), x(N, in_f), weight(out_f, in_f).
 
-        grad_x(N, in_f) := grad_out @ weight (always overwritten; skipped if None);
-        grad_weight(out_f, in_f) [+]= grad_out.T @ x; grad_bias(out_f) [+]= grad_out.sum(0)
+        With ``activation`` (one of EPILOGUES), the layer is y = act(z), z = x @ weight.T + b,
+        ``grad_out`` is dL/dy and ``pre_activation`` is z (N, out_f), C-contiguous; the
+        kernels use g = grad_out * act'(z) (fused into the packing of grad_out where the
+        backend packs). Without it, g = grad_out. Then
+        grad_x(N, in_f) := g @ weight (always overwritten; skipped if None);
+        grad_weight(out_f, in_f) [+]= g.T @ x; grad_bias(out_f) [+]= g.sum(0)
         (added to the existing values when ``accumulate``; each skipped if None).
         """

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from ._act import apply_activation
+from ._act import apply_activation, erf
 
 __all__ = ["gemm", "colsum", "linear_forward", "linear_backward"]
+
 
 
 def gemm(out, a, b, alpha, beta, bias=None, activation=None, activation_param=0.0):
@@ -39,9 +42,35 @@ def linear_forward(out, x, weight, bias, activation=None, activation_param=0.0):
     gemm(out, x, weight.T, 1.0, 0.0, bias, activation, activation_param)
 
 
-def linear_backward(grad_x, grad_weight, grad_bias, grad_out, x, weight, accumulate):
-    # grad_x(N, I) = grad_out(N, O) @ weight(O, I); grad_weight(O, I) [+]= grad_out.T @ x; grad_bias(O) [+]= sum_N grad_out
+def activation_derivative(z, name, param=0.0):
+    """act'(z) elementwise (PyTorch's backward formulas; relu'(0) = 0)."""
+    dt = z.dtype.type
+    if name == "relu":
+        return (z > 0).astype(z.dtype)
+    if name == "leaky_relu":
+        return np.where(z > 0, dt(1), dt(param))
+    if name == "gelu":
+        cdf = dt(0.5) * (dt(1) + erf(z * dt(1 / math.sqrt(2))))
+        pdf = np.exp(dt(-0.5) * z * z) * dt(1 / math.sqrt(2 * math.pi))
+        return cdf + z * pdf
+    if name == "gelu_tanh":
+        k0, k1 = dt(math.sqrt(2 / math.pi)), dt(0.044715)
+        t = np.tanh(k0 * (z + k1 * z**3))
+        return dt(0.5) * (dt(1) + t) + dt(0.5) * z * (dt(1) - t * t) * k0 * (dt(1) + dt(3) * k1 * z * z)
+    if name == "silu":
+        with np.errstate(over="ignore"):
+            s = dt(1) / (dt(1) + np.exp(-z))
+        return s * (dt(1) + z * (dt(1) - s))
+    raise ValueError(f"activation: unknown activation {name!r}")
+
+
+def linear_backward(grad_x, grad_weight, grad_bias, grad_out, x, weight, accumulate,
+                    activation=None, pre_activation=None, activation_param=0.0):
+    # g(N, O) = grad_out * act'(z) (or grad_out); grad_x(N, I) = g @ weight(O, I);
+    # grad_weight(O, I) [+]= g.T @ x; grad_bias(O) [+]= sum_N g
     beta = 1.0 if accumulate else 0.0
+    if activation is not None:
+        grad_out = grad_out * activation_derivative(pre_activation, activation, activation_param)
     if grad_x is not None:
         gemm(grad_x, grad_out, weight, 1.0, 0.0)
     if grad_weight is not None:
