@@ -9,6 +9,9 @@ import numpy as np
 
 __all__ = ["softmax_cross_entropy", "nll_loss", "pointwise_loss"]
 
+#: PyTorch's BCE gradient denominator floor: the float32 constant 1e-12f, in float64
+BCE_EPS = float(np.float32(1e-12))
+
 
 def _log_softmax(z):
     m = np.max(z, axis=1, keepdims=True)
@@ -47,7 +50,8 @@ def softmax_cross_entropy(grad, losses, logits, target, weight, ignore_index, la
                 g -= (eps / c) * w[None, :] * valid[:, None]
             g[~valid] = 0.0
         if grad is not None:
-            grad[...] = scale * g
+            # ignored rows stay exactly 0 (also when every row is ignored and scale = 1/0)
+            grad[...] = np.where(valid[:, None], scale * g, 0.0) if target.ndim == 1 else scale * g
         if losses is not None:
             losses[...] = row
         return float(scale * np.sum(row))
@@ -65,7 +69,7 @@ def nll_loss(grad, losses, log_probs, target, weight, ignore_index, mean):
         scale = 1.0 / np.sum(wy) if mean else 1.0
         if grad is not None:
             grad[...] = 0
-            grad[rows, y] = -scale * wy
+            grad[rows[valid], y[valid]] = -scale * wy[valid]
         if losses is not None:
             losses[...] = row
         return float(scale * np.sum(row))
@@ -89,7 +93,7 @@ def _pointwise(x, t, pw, name, param):
         logx = np.maximum(np.log(x), -100.0)
         log1mx = np.maximum(np.log1p(-x), -100.0)
         loss = -(t * logx + (1.0 - t) * log1mx)
-        return loss, (x - t) / np.maximum((1.0 - x) * x, 1e-12)
+        return loss, (x - t) / np.maximum((1.0 - x) * x, BCE_EPS)
     if name == "bce_logits":
         lw = 1.0 + (pw - 1.0) * t
         sp = np.maximum(-x, 0.0) + np.log1p(np.exp(-np.abs(x)))  # softplus(-x), stable

@@ -1,0 +1,163 @@
+// Elementwise activations, forward and backward (contract in nnk/act.h), and
+// the elementary-function kernels used by the accuracy tests.
+//
+// One loop (map1 / map2) applies a lane function to W float64 lanes at a
+// time (vmath.h); each activation is a pair of small lambdas. float32 data is
+// widened on load and rounded once on store.
+#include <cmath>
+
+#include "act_internal.h"
+#include "nnk/act.h"
+#include "nnk/vmath.h"
+#include "parallel.h"
+
+namespace nnk {
+namespace NNK_NS {
+namespace {
+
+using vm::splat;
+using vm::V;
+using vm::W;
+
+constexpr double kInvSqrt2 = 0.70710678118654752440;
+constexpr double kInvSqrt2Pi = 0.39894228040143267794;
+constexpr double kSqrt2OverPi = 0.79788456080286535588;
+constexpr double kGeluC = 0.044715;
+
+// out[i] = f(x[i]), i < n
+template <class T, class F>
+void map1(T* out, const T* x, index_t n, index_t cost, F f) {
+    parallel_chunks(n, n * cost, 64, [&](index_t lo, index_t hi) {
+        index_t i = lo;
+        for (; i + W <= hi; i += W) vm::store(out + i, f(vm::load(x + i)));
+        if (i < hi) vm::store_part(out + i, f(vm::load_part(x + i, hi - i, 0.0)), hi - i);
+    });
+}
+
+// out[i] = f(g[i], x[i]), i < n
+template <class T, class F>
+void map2(T* out, const T* g, const T* x, index_t n, index_t cost, F f) {
+    parallel_chunks(n, n * cost, 64, [&](index_t lo, index_t hi) {
+        index_t i = lo;
+        for (; i + W <= hi; i += W) vm::store(out + i, f(vm::load(g + i), vm::load(x + i)));
+        if (i < hi)
+            vm::store_part(out + i, f(vm::load_part(g + i, hi - i, 0.0), vm::load_part(x + i, hi - i, 0.0)),
+                           hi - i);
+    });
+}
+
+// Phi(x) = 0.5 (1 + erf(x / sqrt 2)) = 0.5 erfc(-x / sqrt 2): accurate for x << 0 too
+inline V gelu_cdf(V x) { return 0.5 * vm::erfc(-x * kInvSqrt2); }
+inline V gelu_tanh_inner(V x) { return kSqrt2OverPi * (x + kGeluC * x * x * x); }
+
+// Elementwise cost (element-ops) for the parallel threshold.
+constexpr index_t kCheap = 1, kTranscendental = 8;
+
+template <class T>
+void act_forward(T* out, const T* x, index_t n, Act act, double p0, double p1) {
+    // out(n) := act(x(n))
+    switch (act) {
+        case Act::relu:  // NaN <= 0 is false: NaN propagates
+            return map1(out, x, n, kCheap, [](V v) { return v <= 0.0 ? splat(0.0) : v; });
+        case Act::leaky_relu:
+            return map1(out, x, n, kCheap, [=](V v) { return v > 0.0 ? v : v * p0; });
+        case Act::elu:
+            return map1(out, x, n, kTranscendental, [=](V v) { return v > 0.0 ? v : p0 * vm::expm1(v); });
+        case Act::sigmoid:
+            return map1(out, x, n, kTranscendental, [](V v) { return vm::sigmoid(v); });
+        case Act::tanh:
+            return map1(out, x, n, kTranscendental, [](V v) { return vm::tanh(v); });
+        case Act::gelu:
+            return map1(out, x, n, kTranscendental, [](V v) { return v * gelu_cdf(v); });
+        case Act::gelu_tanh:
+            return map1(out, x, n, kTranscendental,
+                        [](V v) { return 0.5 * v * (1.0 + vm::tanh(gelu_tanh_inner(v))); });
+        case Act::silu:
+            return map1(out, x, n, kTranscendental, [](V v) { return v * vm::sigmoid(v); });
+        case Act::softplus:  // x where beta x > threshold, else log(1 + exp(beta x)) / beta
+            return map1(out, x, n, kTranscendental, [=](V v) {
+                V bx = v * p0;
+                return bx > p1 ? v : vm::softplus(bx) / p0;
+            });
+    }
+}
+
+template <class T>
+void act_backward(T* grad_x, const T* grad_out, const T* x, index_t n, Act act, double p0, double p1) {
+    // grad_x(n) := grad_out(n) * act'(x(n)), PyTorch's value at kinks
+    switch (act) {
+        case Act::relu:  // relu'(0) = 0; NaN input passes the gradient (as torch)
+            return map2(grad_x, grad_out, x, n, kCheap, [](V g, V v) { return v <= 0.0 ? splat(0.0) : g; });
+        case Act::leaky_relu:
+            return map2(grad_x, grad_out, x, n, kCheap, [=](V g, V v) { return v > 0.0 ? g : g * p0; });
+        case Act::elu:
+            return map2(grad_x, grad_out, x, n, kTranscendental,
+                        [=](V g, V v) { return v > 0.0 ? g : g * (p0 * vm::exp(v)); });
+        case Act::sigmoid:
+            return map2(grad_x, grad_out, x, n, kTranscendental, [](V g, V v) {
+                V s = vm::sigmoid(v);
+                return g * (s * (1.0 - s));
+            });
+        case Act::tanh:
+            return map2(grad_x, grad_out, x, n, kTranscendental, [](V g, V v) {
+                V t = vm::tanh(v);
+                return g * (1.0 - t * t);
+            });
+        case Act::gelu:  // Phi(x) + x phi(x)
+            return map2(grad_x, grad_out, x, n, kTranscendental, [](V g, V v) {
+                return g * (gelu_cdf(v) + v * (kInvSqrt2Pi * vm::exp(-0.5 * v * v)));
+            });
+        case Act::gelu_tanh:
+            return map2(grad_x, grad_out, x, n, kTranscendental, [](V g, V v) {
+                V t = vm::tanh(gelu_tanh_inner(v));
+                V dinner = kSqrt2OverPi * (1.0 + 3.0 * kGeluC * v * v);
+                return g * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * dinner);
+            });
+        case Act::silu:
+            return map2(grad_x, grad_out, x, n, kTranscendental, [](V g, V v) {
+                V s = vm::sigmoid(v);
+                return g * (s * (1.0 + v * (1.0 - s)));
+            });
+        case Act::softplus:
+            return map2(grad_x, grad_out, x, n, kTranscendental, [=](V g, V v) {
+                V bx = v * p0;
+                return bx > p1 ? g : g * vm::sigmoid(bx);
+            });
+    }
+}
+
+template <class T>
+void math_fn(T* out, const T* x, index_t n, MathFn fn) {
+    switch (fn) {
+        case MathFn::exp: return map1(out, x, n, kTranscendental, [](V v) { return vm::exp(v); });
+        case MathFn::expm1: return map1(out, x, n, kTranscendental, [](V v) { return vm::expm1(v); });
+        case MathFn::log: return map1(out, x, n, kTranscendental, [](V v) { return vm::log(v); });
+        case MathFn::log1p: return map1(out, x, n, kTranscendental, [](V v) { return vm::log1p(v); });
+        case MathFn::tanh: return map1(out, x, n, kTranscendental, [](V v) { return vm::tanh(v); });
+        case MathFn::erf: return map1(out, x, n, kTranscendental, [](V v) { return vm::erf(v); });
+        case MathFn::erfc: return map1(out, x, n, kTranscendental, [](V v) { return vm::erfc(v); });
+        case MathFn::sigmoid: return map1(out, x, n, kTranscendental, [](V v) { return vm::sigmoid(v); });
+    }
+}
+
+}  // namespace
+
+const ActKernels& act_kernels() {
+    static const ActKernels k = {
+        NNK_VARIANT_NAME,
+        &act_forward<float>,
+        &act_forward<double>,
+        &act_backward<float>,
+        &act_backward<double>,
+        &softmax_forward_f32,
+        &softmax_forward_f64,
+        &softmax_backward_f32,
+        &softmax_backward_f64,
+        &math_fn<float>,
+        &math_fn<double>,
+    };
+    return k;
+}
+
+}  // namespace NNK_NS
+}  // namespace nnk

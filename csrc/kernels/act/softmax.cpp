@@ -1,0 +1,87 @@
+// Softmax and log-softmax over rows, forward and backward (nnk/act.h).
+//   forward:  m = max, e = exp(x - m) stored into out, s = sum e,
+//             out *= 1/s   (log: out = (x - m) - log s)
+//   backward: softmax     grad_x = y * (g - sum(g * y))
+//             log_softmax grad_x = g - exp(y) * sum(g)
+// Rows are independent: large inputs are split by rows across threads.
+#include <cmath>
+
+#include "act_internal.h"
+#include "nnk/act.h"
+#include "parallel.h"
+#include "rowops.h"
+
+namespace nnk {
+namespace NNK_NS {
+namespace {
+
+template <class T>
+void softmax_row(T* y, const T* x, index_t c, bool log) {
+    const double m = row_max(x, c);
+    if (!log) {
+        const double inv = 1.0 / row_exp_sum(y, x, c, m);
+        index_t j = 0;
+        for (; j + W <= c; j += W) vm::store(y + j, vm::load(y + j) * inv);
+        if (j < c) vm::store_part(y + j, vm::load_part(y + j, c - j, 0.0) * inv, c - j);
+    } else {
+        const double ls = std::log(row_exp_sum<T>(nullptr, x, c, m));
+        index_t j = 0;
+        for (; j + W <= c; j += W) vm::store(y + j, (vm::load(x + j) - m) - ls);
+        if (j < c) vm::store_part(y + j, (vm::load_part(x + j, c - j, 0.0) - m) - ls, c - j);
+    }
+}
+
+template <class T>
+void softmax_backward_row(T* gx, const T* g, const T* y, index_t c, bool log) {
+    index_t j = 0;
+    if (!log) {  // y (g - <g, y>)
+        const double dot = row_dot(g, y, c);
+        for (; j + W <= c; j += W) vm::store(gx + j, vm::load(y + j) * (vm::load(g + j) - dot));
+        if (j < c)
+            vm::store_part(gx + j, vm::load_part(y + j, c - j, 0.0) * (vm::load_part(g + j, c - j, 0.0) - dot),
+                           c - j);
+    } else {  // g - exp(y) sum(g)
+        const double sg = row_dot<T>(g, nullptr, c);
+        for (; j + W <= c; j += W) vm::store(gx + j, vm::load(g + j) - vm::exp(vm::load(y + j)) * sg);
+        if (j < c)
+            vm::store_part(gx + j,
+                           vm::load_part(g + j, c - j, 0.0) - vm::exp(vm::load_part(y + j, c - j, 0.0)) * sg,
+                           c - j);
+    }
+}
+
+template <class T>
+void softmax_fwd(T* out, const T* x, index_t rows, index_t cols, bool log) {
+    // out(rows, cols) := softmax(x) (or log_softmax) over each row
+    parallel_chunks(rows, rows * cols * 8, 1, [&](index_t lo, index_t hi) {
+        for (index_t i = lo; i < hi; ++i) softmax_row(out + i * cols, x + i * cols, cols, log);
+    });
+}
+
+template <class T>
+void softmax_bwd(T* gx, const T* g, const T* y, index_t rows, index_t cols, bool log) {
+    // gx(rows, cols) := d/dx given grad_out g and forward output y
+    parallel_chunks(rows, rows * cols * (log ? 8 : 2), 1, [&](index_t lo, index_t hi) {
+        for (index_t i = lo; i < hi; ++i)
+            softmax_backward_row(gx + i * cols, g + i * cols, y + i * cols, cols, log);
+    });
+}
+
+}  // namespace
+
+void softmax_forward_f32(float* out, const float* x, index_t rows, index_t cols, bool log) {
+    softmax_fwd(out, x, rows, cols, log);
+}
+void softmax_forward_f64(double* out, const double* x, index_t rows, index_t cols, bool log) {
+    softmax_fwd(out, x, rows, cols, log);
+}
+void softmax_backward_f32(float* gx, const float* g, const float* y, index_t rows, index_t cols, bool log) {
+    softmax_bwd(gx, g, y, rows, cols, log);
+}
+void softmax_backward_f64(double* gx, const double* g, const double* y, index_t rows, index_t cols,
+                          bool log) {
+    softmax_bwd(gx, g, y, rows, cols, log);
+}
+
+}  // namespace NNK_NS
+}  // namespace nnk
