@@ -10,6 +10,12 @@ import pytest
 import nnkernels
 from nnkernels.backends import load_backend
 
+try:  # the reference twins are tiny: torch's thread pool only adds contention on a shared machine
+    import torch as _torch
+    _torch.set_num_threads(1)
+except ImportError:  # pragma: no cover
+    pass
+
 
 def require_kernels(backend: str, *names: str) -> None:
     """Skip when ``backend`` does not implement these kernels yet (e.g. before a merge)."""

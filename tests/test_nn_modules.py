@@ -297,3 +297,55 @@ def test_mlp_forward_matches_torch_twin():
     t = torch_twin(m, torch)
     x = np.random.default_rng(0).standard_normal((4, 6))
     np.testing.assert_allclose(m(x), t(torch.from_numpy(x)).detach().numpy(), rtol=1e-12)
+
+
+def _loss_cases(rng):
+    x = rng.standard_normal((6, 4))
+    cls = rng.integers(0, 4, 6)
+    p = 1 / (1 + np.exp(-x))
+    t01 = rng.random((6, 4))
+    logp = x - np.log(np.exp(x).sum(1, keepdims=True))
+    q = rng.random((6, 4))
+    q /= q.sum(1, keepdims=True)
+    w = np.array([1.0, 2.0, 0.5, 1.5])
+    return [
+        ("CrossEntropyLoss", {}, x, cls),
+        ("CrossEntropyLoss", {"label_smoothing": 0.1, "reduction": "sum"}, x, cls),
+        ("CrossEntropyLoss", {"weight": w}, x, cls),
+        ("NLLLoss", {}, logp, cls),
+        ("MSELoss", {}, x, t01),
+        ("L1Loss", {"reduction": "sum"}, x, t01),
+        ("HuberLoss", {"delta": 0.5}, x, t01),
+        ("BCELoss", {}, p, t01),
+        ("BCEWithLogitsLoss", {"pos_weight": np.full(4, 2.0)}, x, t01),
+        ("KLDivLoss", {"reduction": "batchmean"}, logp, q),
+    ]
+
+
+@pytest.mark.parametrize("case", range(10))
+def test_loss_modules_match_torch(case):
+    name, kw, x, t = _loss_cases(np.random.default_rng(case))[case]
+    fn = getattr(nn, name)(**kw)
+    loss = fn(x, t)
+    assert isinstance(loss, float)
+    g = fn.backward()
+    assert fn.value(x, t) == pytest.approx(loss, rel=1e-12)
+    tkw = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+    tx = torch.from_numpy(x).requires_grad_()
+    tl = getattr(torch.nn, name)(**tkw)(tx, torch.from_numpy(t))
+    tl.backward()
+    assert loss == pytest.approx(tl.item(), rel=1e-10)
+    np.testing.assert_allclose(g, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_loss_reduction_none_backward():
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    fn = nn.CrossEntropyLoss(reduction="none")
+    losses = fn(x, np.array([0, 1, 2, 0, 1]))
+    assert losses.shape == (5,)
+    g = fn.backward(np.full(5, 0.2))
+    mean_fn = nn.CrossEntropyLoss()
+    mean_fn(x, np.array([0, 1, 2, 0, 1]))
+    np.testing.assert_allclose(g, mean_fn.backward(), rtol=1e-12)
+    with pytest.raises(ValueError, match="grad_output"):
+        fn.backward()

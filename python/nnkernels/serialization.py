@@ -127,7 +127,7 @@ def save(model: nn.Module, path, *, architecture: bool = True, metadata: Optiona
             if k in meta:
                 raise ValueError(f"metadata: key {k!r} is reserved")
             meta[str(k)] = str(v)
-    tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}
+    tensors = {k: np.array(v, order="C") for k, v in model.state_dict().items()}  # keeps 0-d
     atomic_write_bytes(path, st_save(tensors, metadata=meta))
 
 

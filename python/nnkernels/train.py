@@ -335,7 +335,8 @@ def evaluate(model: nn.Module, X, y, *, loss_fn=None, batch_size: int = 1024) ->
             yb = y[i:i + batch_size]
             out = model(xb)
             if loss_fn is not None:
-                total += loss_fn(out, yb) * len(xb)
+                value = loss_fn.value if hasattr(loss_fn, "value") else loss_fn  # no gradient needed
+                total += value(out, yb) * len(xb)
             if classification:
                 correct += _n_correct(acc_fn, out, yb)
     finally:

@@ -33,6 +33,11 @@ class _Loss:
 
     forward = __call__
 
+    def value(self, input, target):
+        """The loss only (no gradient computed or kept), e.g. for evaluation."""
+        loss, _ = self._compute(input, target, with_grad=False)
+        return loss if self.reduction == "none" else float(loss)
+
     def backward(self, grad_output=None) -> np.ndarray:
         """d loss / d input of the last call (times ``grad_output`` if given)."""
         if self._grad is None:
@@ -67,10 +72,11 @@ class CrossEntropyLoss(_Loss):
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
 
-    def _compute(self, input, target):
+    def _compute(self, input, target, with_grad=True):
         return ops.softmax_cross_entropy(input, target, reduction=self.reduction,
                                          label_smoothing=self.label_smoothing,
-                                         ignore_index=self.ignore_index, weight=self.weight)
+                                         ignore_index=self.ignore_index, weight=self.weight,
+                                         with_grad=with_grad)
 
 
 class NLLLoss(_Loss):
@@ -79,19 +85,19 @@ class NLLLoss(_Loss):
         self.weight = weight
         self.ignore_index = ignore_index
 
-    def _compute(self, input, target):
+    def _compute(self, input, target, with_grad=True):
         return ops.nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
-                            reduction=self.reduction)
+                            reduction=self.reduction, with_grad=with_grad)
 
 
 class MSELoss(_Loss):
-    def _compute(self, input, target):
-        return ops.mse_loss(input, target, reduction=self.reduction)
+    def _compute(self, input, target, with_grad=True):
+        return ops.mse_loss(input, target, reduction=self.reduction, with_grad=with_grad)
 
 
 class L1Loss(_Loss):
-    def _compute(self, input, target):
-        return ops.l1_loss(input, target, reduction=self.reduction)
+    def _compute(self, input, target, with_grad=True):
+        return ops.l1_loss(input, target, reduction=self.reduction, with_grad=with_grad)
 
 
 class HuberLoss(_Loss):
@@ -99,15 +105,15 @@ class HuberLoss(_Loss):
         super().__init__(reduction)
         self.delta = delta
 
-    def _compute(self, input, target):
-        return ops.huber_loss(input, target, delta=self.delta, reduction=self.reduction)
+    def _compute(self, input, target, with_grad=True):
+        return ops.huber_loss(input, target, delta=self.delta, reduction=self.reduction, with_grad=with_grad)
 
 
 class BCELoss(_Loss):
     """Binary cross-entropy on probabilities. (``weight=`` is not supported.)"""
 
-    def _compute(self, input, target):
-        return ops.binary_cross_entropy(input, target, reduction=self.reduction)
+    def _compute(self, input, target, with_grad=True):
+        return ops.binary_cross_entropy(input, target, reduction=self.reduction, with_grad=with_grad)
 
 
 class BCEWithLogitsLoss(_Loss):
@@ -115,8 +121,9 @@ class BCEWithLogitsLoss(_Loss):
         super().__init__(reduction)
         self.pos_weight = pos_weight
 
-    def _compute(self, input, target):
-        return ops.bce_with_logits(input, target, pos_weight=self.pos_weight, reduction=self.reduction)
+    def _compute(self, input, target, with_grad=True):
+        return ops.bce_with_logits(input, target, pos_weight=self.pos_weight, reduction=self.reduction,
+                                   with_grad=with_grad)
 
 
 class KLDivLoss(_Loss):
@@ -124,5 +131,6 @@ class KLDivLoss(_Loss):
         super().__init__(reduction)
         self.log_target = log_target
 
-    def _compute(self, input, target):
-        return ops.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
+    def _compute(self, input, target, with_grad=True):
+        return ops.kl_div(input, target, reduction=self.reduction, log_target=self.log_target,
+                          with_grad=with_grad)

@@ -5,7 +5,10 @@ On construction every parameter group is moved into a flat buffer
 (:func:`nnkernels.nn.flatten_parameters`): each ``Parameter.data``/``.grad``
 becomes a view of one contiguous array, and the optimizer state (exp_avg, ...)
 is one flat array per kind. ``step()`` then makes one call to the fused
-kernel (``nnkernels.ops.<name>_step``) per group.
+kernel (``<name>_step`` of the current backend, see
+:mod:`nnkernels.ops.optim`) per group. The optimizer owns and has validated
+its flat arrays, so it calls the backend kernel directly (the C++ binding
+still checks every in-place array).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
-from .. import ops
+from ..backends import resolve
 from ..nn._flat import FlatBuffer, flatten_parameters
 from ..nn.parameter import Parameter
 
@@ -194,9 +197,9 @@ class SGD(Optimizer):
         if g["momentum"] != 0:
             first = "momentum_buffer" not in st
             buf = self._buf(flat, st, "momentum_buffer")
-        ops.sgd_step(flat.data, flat.grad, buf, lr=g["lr"], momentum=g["momentum"],
-                     dampening=g["dampening"], weight_decay=g["weight_decay"],
-                     nesterov=g["nesterov"], maximize=g["maximize"], first_step=first)
+        resolve().sgd_step(flat.data, buf, flat.grad, float(g["lr"]), float(g["momentum"]),
+                           float(g["dampening"]), float(g["weight_decay"]), bool(g["nesterov"]),
+                           bool(g["maximize"]), first)
 
 
 class Adam(Optimizer):
@@ -221,10 +224,10 @@ class Adam(Optimizer):
         v = self._buf(flat, st, "exp_avg_sq")
         vmax = self._buf(flat, st, "max_exp_avg_sq") if g["amsgrad"] else None
         beta1, beta2 = g["betas"]
-        ops.adam_step(flat.data, flat.grad, m, v, step=st["step"], lr=g["lr"], beta1=beta1,
-                      beta2=beta2, eps=g["eps"], weight_decay=g["weight_decay"],
-                      amsgrad=g["amsgrad"], max_exp_avg_sq=vmax, maximize=g["maximize"],
-                      decoupled=g["decoupled_weight_decay"])
+        resolve().adam_step(flat.data, m, v, vmax, flat.grad, st["step"], float(g["lr"]),
+                            float(beta1), float(beta2), float(g["eps"]), float(g["weight_decay"]),
+                            bool(g["amsgrad"]), bool(g["maximize"]),
+                            bool(g["decoupled_weight_decay"]))
 
 
 class AdamW(Adam):
@@ -254,10 +257,9 @@ class RMSprop(Optimizer):
         sq = self._buf(flat, st, "square_avg")
         buf = self._buf(flat, st, "momentum_buffer") if g["momentum"] > 0 else None
         gavg = self._buf(flat, st, "grad_avg") if g["centered"] else None
-        ops.rmsprop_step(flat.data, flat.grad, sq, lr=g["lr"], alpha=g["alpha"], eps=g["eps"],
-                         weight_decay=g["weight_decay"], momentum=g["momentum"],
-                         centered=g["centered"], momentum_buf=buf, grad_avg=gavg,
-                         maximize=g["maximize"])
+        resolve().rmsprop_step(flat.data, sq, buf, gavg, flat.grad, float(g["lr"]),
+                               float(g["alpha"]), float(g["eps"]), float(g["weight_decay"]),
+                               float(g["momentum"]), bool(g["centered"]), bool(g["maximize"]))
 
 
 class Adagrad(Optimizer):
@@ -280,6 +282,6 @@ class Adagrad(Optimizer):
 
     def _step_group(self, g, flat, st):
         s = self._buf(flat, st, "sum", g["initial_accumulator_value"])
-        ops.adagrad_step(flat.data, flat.grad, s, step=st["step"], lr=g["lr"],
-                         lr_decay=g["lr_decay"], weight_decay=g["weight_decay"], eps=g["eps"],
-                         maximize=g["maximize"])
+        resolve().adagrad_step(flat.data, s, flat.grad, st["step"], float(g["lr"]),
+                               float(g["lr_decay"]), float(g["weight_decay"]), float(g["eps"]),
+                               bool(g["maximize"]))
