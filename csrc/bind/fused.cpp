@@ -1,10 +1,288 @@
-// Bindings for the fused kernels (filled in by the issue that adds them).
+// Bindings for the fused MLP step: _C.MlpStep, a plan object built once per
+// model (flat parameter/gradient/state buffers, layer table) that owns its
+// workspace (grown to the largest batch seen, then reused: a step allocates
+// nothing). step() and forward() check their arrays with the GIL held, then
+// run the whole step with the GIL released.
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <pybind11/stl.h>
+
 #include "nnk/bind_util.h"
+#include "nnk/fused.h"
 
 namespace nnk {
 namespace bind {
 
-void register_fused(py::module_& m) { (void)m; }
+namespace {
+
+FusedAct parse_act(const std::string& s) {
+    if (s == "none" || s == "identity") return FusedAct::none;
+    if (s == "relu") return FusedAct::relu;
+    if (s == "leaky_relu") return FusedAct::leaky_relu;
+    if (s == "gelu") return FusedAct::gelu;
+    if (s == "gelu_tanh") return FusedAct::gelu_tanh;
+    if (s == "silu") return FusedAct::silu;
+    if (s == "tanh") return FusedAct::tanh;
+    if (s == "sigmoid") return FusedAct::sigmoid;
+    throw py::value_error("activations: unknown activation '" + s +
+                          "' (expected none, relu, leaky_relu, gelu, gelu_tanh, silu, tanh, sigmoid)");
+}
+
+FusedLoss parse_loss(const std::string& s) {
+    if (s == "cross_entropy") return FusedLoss::cross_entropy;
+    if (s == "mse") return FusedLoss::mse;
+    throw py::value_error("loss: unknown loss '" + s + "' (expected cross_entropy or mse)");
+}
+
+FusedOpt parse_opt(const std::string& s) {
+    if (s == "none") return FusedOpt::none;
+    if (s == "sgd") return FusedOpt::sgd;
+    if (s == "adam") return FusedOpt::adam;
+    if (s == "adamw") return FusedOpt::adamw;
+    if (s == "rmsprop") return FusedOpt::rmsprop;
+    throw py::value_error("optimizer: unknown optimizer '" + s +
+                          "' (expected none, sgd, adam, adamw, rmsprop)");
+}
+
+void require_flat(const py::array& a, const char* name, const py::array& like) {
+    same_dtype(like, "params", a, name);
+    require_ndim(a, name, 1);
+    require_c_contiguous(a, name);
+    require_writeable(a, name);
+    if (a.shape(0) != like.shape(0))
+        throw py::value_error(std::string(name) + ": expected shape (" + std::to_string(like.shape(0)) +
+                              ",) like params, got " + shape_str(a));
+}
+
+class MlpStep {
+  public:
+    MlpStep(py::array params, py::array grads, std::vector<py::array> state,
+            std::vector<index_t> dims, std::vector<std::string> acts, std::vector<double> act_params,
+            std::vector<index_t> w_off, std::vector<index_t> b_off, const std::string& loss,
+            const std::string& optimizer)
+        : params_(params), grads_(grads), state_(state) {
+        dt_ = float_dtype(params, "params");
+        require_ndim(params, "params", 1);
+        require_c_contiguous(params, "params");
+        require_writeable(params, "params");
+        require_flat(grads, "grads", params);
+        require_no_overlap(grads, "grads", params, "params");
+        const std::size_t L = w_off.size();
+        if (L == 0 || L > static_cast<std::size_t>(kFusedMaxLayers))
+            throw py::value_error("w_off: expected 1 to " + std::to_string(kFusedMaxLayers) + " layers, got " +
+                                  std::to_string(L));
+        if (dims.size() != L + 1)
+            throw py::value_error("dims: expected " + std::to_string(L + 1) + " sizes for " +
+                                  std::to_string(L) + " layers, got " + std::to_string(dims.size()));
+        if (acts.size() != L || act_params.size() != L || b_off.size() != L)
+            throw py::value_error("activations, act_params, b_off: expected one entry per layer (" +
+                                  std::to_string(L) + ")");
+        const index_t np = params.shape(0);
+        for (std::size_t l = 0; l <= L; ++l)
+            if (dims[l] < 1) throw py::value_error("dims: every size must be positive");
+        for (std::size_t l = 0; l < L; ++l) {
+            const index_t wsz = dims[l + 1] * dims[l];
+            if (w_off[l] < 0 || w_off[l] + wsz > np)
+                throw py::value_error("w_off: weight " + std::to_string(l) + " does not fit in params");
+            if (b_off[l] >= 0 && b_off[l] + dims[l + 1] > np)
+                throw py::value_error("b_off: bias " + std::to_string(l) + " does not fit in params");
+        }
+        opt_.kind = parse_opt(optimizer);
+        loss_ = parse_loss(loss);
+        const std::size_t need_state = opt_.kind == FusedOpt::adam || opt_.kind == FusedOpt::adamw ? 2
+                                       : opt_.kind == FusedOpt::rmsprop                           ? 3
+                                       : opt_.kind == FusedOpt::sgd                               ? 1
+                                                                                                  : 0;
+        if (state.size() != need_state)
+            throw py::value_error("state: optimizer '" + optimizer + "' takes " + std::to_string(need_state) +
+                                  " state buffers, got " + std::to_string(state.size()));
+        for (auto& s : state) {
+            require_flat(s, "state", params);
+            require_no_overlap(s, "state", params, "params");
+            require_no_overlap(s, "state", grads, "grads");
+        }
+        fill(mf_, params, grads, dims, acts, act_params, w_off, b_off);
+        fill(md_, params, grads, dims, acts, act_params, w_off, b_off);
+    }
+    ~MlpStep() { std::free(ws_); }
+
+    void set_optimizer(double lr, double weight_decay, double momentum, double dampening, bool nesterov,
+                       double beta1, double beta2, double eps, double alpha, bool centered, bool maximize) {
+        opt_.lr = lr;
+        opt_.weight_decay = weight_decay;
+        opt_.momentum = momentum;
+        opt_.dampening = dampening;
+        opt_.nesterov = nesterov;
+        opt_.beta1 = beta1;
+        opt_.beta2 = beta2;
+        opt_.eps = eps;
+        opt_.alpha = alpha;
+        opt_.centered = centered;
+        opt_.maximize = maximize;
+    }
+
+    // One training step on (x, y) with learning rate lr at 1-based step t.
+    double step(const py::array& x, const py::array& y, double lr, long long t) {
+        const index_t n = check_x(x);
+        const int L = mf_.n_layers;
+        if (loss_ == FusedLoss::cross_entropy) {
+            if (!y.dtype().is(py::dtype::of<std::int64_t>()))
+                throw py::type_error("y: expected int64 class indices, got dtype " + dtype_str(y));
+            require_ndim(y, "y", 1);
+            require_c_contiguous(y, "y");
+            if (y.shape(0) != n)
+                throw py::value_error("y: expected shape (" + std::to_string(n) + ",), got " + shape_str(y));
+        } else {
+            same_dtype(params_, "params", y, "y");
+            require_ndim(y, "y", 2);
+            require_c_contiguous(y, "y");
+            if (y.shape(0) != n || y.shape(1) != mf_.dims[L])
+                throw py::value_error("y: expected shape (" + std::to_string(n) + ", " +
+                                      std::to_string(mf_.dims[L]) + "), got " + shape_str(y));
+        }
+        FusedOptim o = opt_;
+        o.lr = lr;
+        o.step = t;
+        py::gil_scoped_release release;
+        std::lock_guard<std::mutex> lock(mu_);
+        if (dt_ == DType::f32) {
+            MlpBatch<float> b = batch<float>(x, n);
+            if (loss_ == FusedLoss::cross_entropy) b.labels = static_cast<const std::int64_t*>(y.data());
+            else b.target = static_cast<const float*>(y.data());
+            return fused().mlp_train_step_f32(mf_, b, o);
+        }
+        MlpBatch<double> b = batch<double>(x, n);
+        if (loss_ == FusedLoss::cross_entropy) b.labels = static_cast<const std::int64_t*>(y.data());
+        else b.target = static_cast<const double*>(y.data());
+        return fused().mlp_train_step_f64(md_, b, o);
+    }
+
+    // Inference: out(n, dims[L]) := network(x).
+    void forward(py::array out, const py::array& x) {
+        const index_t n = check_x(x);
+        const int L = mf_.n_layers;
+        same_dtype(params_, "params", out, "out");
+        require_ndim(out, "out", 2);
+        require_c_contiguous(out, "out");
+        require_writeable(out, "out");
+        if (out.shape(0) != n || out.shape(1) != mf_.dims[L])
+            throw py::value_error("out: expected shape (" + std::to_string(n) + ", " +
+                                  std::to_string(mf_.dims[L]) + "), got " + shape_str(out));
+        require_no_overlap(out, "out", x, "x");
+        require_no_overlap(out, "out", params_, "params");
+        void* o = out.mutable_data();
+        py::gil_scoped_release release;
+        std::lock_guard<std::mutex> lock(mu_);
+        if (dt_ == DType::f32)
+            fused().mlp_forward_f32(static_cast<float*>(o), mf_, batch<float>(x, n));
+        else
+            fused().mlp_forward_f64(static_cast<double*>(o), md_, batch<double>(x, n));
+    }
+
+    index_t workspace_elements(index_t n) const { return layout(n).total; }
+    std::size_t workspace_bytes() const { return ws_bytes_; }
+    std::size_t workspace_allocations() const { return ws_allocs_; }
+
+  private:
+    template <class T>
+    void fill(MlpModel<T>& m, const py::array& params, const py::array& grads, const std::vector<index_t>& dims,
+              const std::vector<std::string>& acts, const std::vector<double>& act_params,
+              const std::vector<index_t>& w_off, const std::vector<index_t>& b_off) {
+        m.n_layers = static_cast<int>(w_off.size());
+        for (int l = 0; l <= m.n_layers; ++l) m.dims[l] = dims[l];
+        for (int l = 0; l < m.n_layers; ++l) {
+            m.act[l] = parse_act(acts[l]);
+            m.act_param[l] = static_cast<T>(act_params[l]);
+            m.w_off[l] = w_off[l];
+            m.b_off[l] = b_off[l] < 0 ? -1 : b_off[l];
+        }
+        m.n_params = params.shape(0);
+        m.params = static_cast<T*>(const_cast<void*>(params.data()));
+        m.grads = static_cast<T*>(const_cast<void*>(grads.data()));
+        for (std::size_t i = 0; i < state_.size(); ++i)
+            m.state[i] = static_cast<T*>(const_cast<void*>(state_[i].data()));
+    }
+
+    MlpWorkspaceLayout layout(index_t n) const {
+        double ap[kFusedMaxLayers];
+        for (int l = 0; l < md_.n_layers; ++l) ap[l] = md_.act_param[l];
+        return mlp_workspace_layout(md_.n_layers, md_.dims, md_.act, ap, n);
+    }
+
+    index_t check_x(const py::array& x) const {
+        same_dtype(params_, "params", x, "x");
+        require_ndim(x, "x", 2);
+        if (x.shape(1) != mf_.dims[0])
+            throw py::value_error("x: expected shape (N, " + std::to_string(mf_.dims[0]) + "), got " +
+                                  shape_str(x));
+        if (x.shape(0) < 1) throw py::value_error("x: the batch is empty");
+        if (x.shape(1) > 1 && x.strides(1) != x.itemsize())
+            throw py::value_error("x: expected unit stride along the last axis");
+        return x.shape(0);
+    }
+
+    // Called with mu_ held (GIL released): grow the workspace if needed.
+    template <class T>
+    MlpBatch<T> batch(const py::array& x, index_t n) {
+        const std::size_t need = static_cast<std::size_t>(layout(n).total) * sizeof(T);
+        if (need > ws_bytes_) {
+            std::free(ws_);
+            ws_ = std::aligned_alloc(64, (need + 63) / 64 * 64);
+            if (!ws_) {
+                ws_bytes_ = 0;
+                throw std::bad_alloc();
+            }
+            ws_bytes_ = need;
+            ++ws_allocs_;
+        }
+        MlpBatch<T> b;
+        b.n = n;
+        b.x = static_cast<const T*>(x.data());
+        b.ldx = n > 1 ? x.strides(0) / static_cast<index_t>(sizeof(T)) : x.shape(1);
+        b.loss = loss_;
+        b.workspace = static_cast<T*>(ws_);
+        return b;
+    }
+
+    py::array params_, grads_;
+    std::vector<py::array> state_;
+    DType dt_;
+    FusedLoss loss_;
+    FusedOptim opt_;
+    MlpModel<float> mf_;
+    MlpModel<double> md_;
+    void* ws_ = nullptr;
+    std::size_t ws_bytes_ = 0, ws_allocs_ = 0;
+    std::mutex mu_;
+};
+
+}  // namespace
+
+void register_fused(py::module_& m) {
+    py::class_<MlpStep>(m, "MlpStep",
+                        "Fused MLP training step over flat parameter/gradient/state buffers "
+                        "(see nnk/fused.h).")
+        .def(py::init<py::array, py::array, std::vector<py::array>, std::vector<index_t>,
+                      std::vector<std::string>, std::vector<double>, std::vector<index_t>,
+                      std::vector<index_t>, const std::string&, const std::string&>(),
+             py::arg("params"), py::arg("grads"), py::arg("state"), py::arg("dims"), py::arg("activations"),
+             py::arg("act_params"), py::arg("w_off"), py::arg("b_off"), py::arg("loss"),
+             py::arg("optimizer"))
+        .def("set_optimizer", &MlpStep::set_optimizer, py::arg("lr"), py::arg("weight_decay") = 0.0,
+             py::arg("momentum") = 0.0, py::arg("dampening") = 0.0, py::arg("nesterov") = false,
+             py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("eps") = 1e-8,
+             py::arg("alpha") = 0.99, py::arg("centered") = false, py::arg("maximize") = false)
+        .def("step", &MlpStep::step, py::arg("x"), py::arg("y"), py::arg("lr"), py::arg("t"),
+             "Forward, loss, backward, optimizer update; returns the mean loss. GIL released.")
+        .def("forward", &MlpStep::forward, py::arg("out"), py::arg("x"),
+             "out := network(x) (inference). GIL released.")
+        .def("workspace_elements", &MlpStep::workspace_elements, py::arg("n"))
+        .def_property_readonly("workspace_bytes", &MlpStep::workspace_bytes)
+        .def_property_readonly("workspace_allocations", &MlpStep::workspace_allocations);
+}
 
 }  // namespace bind
 }  // namespace nnk

@@ -1,0 +1,535 @@
+// Fused MLP training step (see nnk/fused.h for the contract and the math).
+// Compiled once per ISA variant; the GEMMs are this variant's GEMM driver
+// (nnk::NNK_NS::gemm_kernels()), called with the bias/activation epilogue on
+// the forward pass and transposed strides on the backward pass (packing reads
+// the transposes; nothing is materialised).
+//
+// Data path of one step, batch n, layers l = 0..L-1:
+//   forward   h[l] = act(h[l-1] @ W[l].T + b[l])     GEMM, bias+act in the epilogue
+//             (activations whose derivative needs z: GEMM writes z, one pass makes h)
+//   loss      rowloss[i], g0 = dloss/dh[L-1]           one pass over the logits
+//   backward  dz[l] = g * act'(z or h)                 one pass (in place on g)
+//             dW[l] = dz[l].T @ h[l-1]                 GEMM into grads (packing reads dz.T)
+//             db[l] = colsum(dz[l])                    fixed row order
+//             g'    = dz[l] @ W[l]   (l > 0 only)      GEMM, W read row-major
+//   update    params/state/grads: one elementwise pass over the flat buffer
+// Every reduction runs in a fixed order, so results do not depend on threads.
+#include <omp.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "../gemm/gemm_epilogue.h"
+#include "nnk/fused.h"
+#include "nnk/gemm.h"
+
+namespace nnk {
+namespace NNK_NS {
+namespace {
+
+template <class T>
+void call_gemm(const GemmProblem<T>& p);
+template <>
+void call_gemm<float>(const GemmProblem<float>& p) {
+    gemm_kernels().sgemm(p);
+}
+template <>
+void call_gemm<double>(const GemmProblem<double>& p) {
+    gemm_kernels().dgemm(p);
+}
+template <class T>
+void call_colsum(T* out, const T* x, index_t m, index_t n);
+template <>
+void call_colsum<float>(float* out, const float* x, index_t m, index_t n) {
+    gemm_kernels().colsum_f32(out, x, m, n, n, false);
+}
+template <>
+void call_colsum<double>(double* out, const double* x, index_t m, index_t n) {
+    gemm_kernels().colsum_f64(out, x, m, n, n, false);
+}
+
+// Elementwise work below which a pass stays on the calling thread.
+constexpr index_t kElemMinWork = 1 << 15;
+
+// Run f(begin, end) over [0, count) split into contiguous chunks, one per thread.
+template <class F>
+void parallel_chunks(index_t count, index_t min_work, F&& f) {
+    const int nt = threads_for(count, min_work);
+    if (nt <= 1) {
+        f(index_t(0), count);
+        return;
+    }
+    OmpErrors errors;
+#pragma omp parallel num_threads(nt)
+    errors.run([&] {
+        const int t = omp_get_thread_num(), nth = omp_get_num_threads();
+        // 16-element aligned chunk boundaries keep vector loops aligned.
+        const index_t per = ((count + nth - 1) / nth + 15) / 16 * 16;
+        const index_t b = t * per < count ? t * per : count;
+        const index_t e = b + per < count ? b + per : count;
+        if (b < e) f(b, e);
+    });
+    errors.rethrow();
+}
+
+Epilogue epilogue_of(FusedAct a) {
+    switch (a) {
+        case FusedAct::relu: return Epilogue::relu;
+        case FusedAct::leaky_relu: return Epilogue::leaky_relu;
+        case FusedAct::gelu: return Epilogue::gelu;
+        case FusedAct::gelu_tanh: return Epilogue::gelu_tanh;
+        case FusedAct::silu: return Epilogue::silu;
+        default: return Epilogue::none;
+    }
+}
+
+// Activations the GEMM epilogue cannot apply (done in a pass after the GEMM).
+template <class T>
+inline T act_forward(FusedAct a, T x, T param) {
+    switch (a) {
+        case FusedAct::tanh: return std::tanh(x);
+        case FusedAct::sigmoid: return T(1) / (T(1) + std::exp(-x));
+        case FusedAct::none: return x;
+        default: return apply_epilogue(x, epilogue_of(a), param);
+    }
+}
+
+// g := g * act'(.) in place (PyTorch's backward formulas); z may alias h.
+template <class T>
+void act_backward(FusedAct a, T param, T* g, const T* z, const T* h, index_t count) {
+    switch (a) {
+        case FusedAct::none:
+            return;
+        case FusedAct::relu:  // threshold_backward on the result: h <= 0 -> 0
+            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
+#pragma omp simd
+                for (index_t i = b; i < e; ++i) g[i] = h[i] <= T(0) ? T(0) : g[i];
+            });
+            return;
+        case FusedAct::leaky_relu: {  // x > 0 ? g : g * slope (sign of z == sign of h if slope > 0)
+            const T* s = param > T(0) ? h : z;
+            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
+#pragma omp simd
+                for (index_t i = b; i < e; ++i) g[i] = s[i] > T(0) ? g[i] : g[i] * param;
+            });
+            return;
+        }
+        case FusedAct::tanh:
+            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
+#pragma omp simd
+                for (index_t i = b; i < e; ++i) g[i] = g[i] * (T(1) - h[i] * h[i]);
+            });
+            return;
+        case FusedAct::sigmoid:
+            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
+#pragma omp simd
+                for (index_t i = b; i < e; ++i) g[i] = g[i] * (T(1) - h[i]) * h[i];
+            });
+            return;
+        case FusedAct::gelu:
+            parallel_chunks(count, kElemMinWork / 8, [&](index_t b, index_t e) {
+                const T kAlpha = T(0.70710678118654752440), kBeta = T(0.39894228040143267794);
+                for (index_t i = b; i < e; ++i) {
+                    const T x = z[i];
+                    const T cdf = T(0.5) * (T(1) + std::erf(x * kAlpha));
+                    const T pdf = std::exp(T(-0.5) * x * x) * kBeta;
+                    g[i] = g[i] * (cdf + x * pdf);
+                }
+            });
+            return;
+        case FusedAct::gelu_tanh:
+            parallel_chunks(count, kElemMinWork / 8, [&](index_t b, index_t e) {
+                const T kBeta = T(0.79788456080286535588), kKappa = T(0.044715);
+                for (index_t i = b; i < e; ++i) {
+                    const T x = z[i];
+                    const T x_sq = x * x, x_cube = x_sq * x;
+                    const T inner = kBeta * (x + kKappa * x_cube);
+                    const T t = std::tanh(inner);
+                    const T left = T(0.5) * x, right = T(1) + t;
+                    const T left_d = T(0.5) * right;
+                    const T tanh_d = T(1) - t * t;
+                    const T inner_d = kBeta * (T(1) + T(3) * kKappa * x_sq);
+                    g[i] = g[i] * (left_d + left * tanh_d * inner_d);
+                }
+            });
+            return;
+        case FusedAct::silu:
+            parallel_chunks(count, kElemMinWork / 8, [&](index_t b, index_t e) {
+                for (index_t i = b; i < e; ++i) {
+                    const T x = z[i];
+                    const T s = T(1) / (T(1) + std::exp(-x));
+                    g[i] = g[i] * (s * (T(1) + x * (T(1) - s)));
+                }
+            });
+            return;
+    }
+}
+
+// ---- forward ----------------------------------------------------------------
+template <class T>
+const T* forward(const MlpModel<T>& M, const MlpBatch<T>& B, const MlpWorkspaceLayout& W,
+                 T* final_out) {
+    const index_t n = B.n;
+    const T* in = B.x;
+    index_t ld_in = B.ldx;
+    for (int l = 0; l < M.n_layers; ++l) {
+        const index_t di = M.dims[l], dout = M.dims[l + 1];
+        const bool last = l + 1 == M.n_layers;
+        T* h = (last && final_out) ? final_out : B.workspace + W.h[l];
+        const FusedAct a = M.act[l];
+        const bool via_z = W.z[l] >= 0 || a == FusedAct::tanh || a == FusedAct::sigmoid;
+        T* dst = W.z[l] >= 0 ? B.workspace + W.z[l] : h;
+        GemmProblem<T> p;
+        p.m = n;
+        p.n = dout;
+        p.k = di;
+        p.a = in;
+        p.rsa = ld_in;
+        p.csa = 1;
+        p.b = M.params + M.w_off[l];  // W.T: element (p, j) = W[j, p]
+        p.rsb = 1;
+        p.csb = di;
+        p.c = dst;
+        p.rsc = dout;
+        p.csc = 1;
+        p.bias = M.b_off[l] >= 0 ? M.params + M.b_off[l] : nullptr;
+        p.epilogue = via_z ? Epilogue::none : epilogue_of(a);
+        p.epilogue_param = M.act_param[l];
+        call_gemm<T>(p);
+        if (via_z) {
+            const T param = M.act_param[l];
+            parallel_chunks(n * dout, kElemMinWork / 8, [&](index_t b, index_t e) {
+                for (index_t i = b; i < e; ++i) h[i] = act_forward(a, dst[i], param);
+            });
+        }
+        in = h;
+        ld_in = dout;
+    }
+    return in;
+}
+
+// ---- loss -------------------------------------------------------------------
+// Writes g = dloss/dout (n, c) and returns the mean loss. Per-row terms are
+// summed in row order (double accumulator).
+template <class T>
+double loss_and_grad(const MlpBatch<T>& B, const T* out, index_t c, T* g, T* rowloss) {
+    const index_t n = B.n;
+    if (B.loss == FusedLoss::cross_entropy) {
+        const T inv_n = T(1) / T(n);
+        std::atomic<bool> bad_label{false};
+        parallel_chunks(n, (kElemMinWork / 4) / (c > 0 ? c : 1) + 1, [&](index_t b, index_t e) {
+            for (index_t i = b; i < e; ++i) {
+                const T* z = out + i * c;
+                T* gi = g + i * c;
+                const std::int64_t y = B.labels[i];
+                if (y < 0 || y >= c) {
+                    bad_label.store(true, std::memory_order_relaxed);
+                    for (index_t j = 0; j < c; ++j) gi[j] = T(0);
+                    rowloss[i] = T(0);
+                    continue;
+                }
+                T mx = z[0];
+                for (index_t j = 1; j < c; ++j) mx = (z[j] > mx || z[j] != z[j]) ? z[j] : mx;
+                T s = 0;
+                for (index_t j = 0; j < c; ++j) {
+                    gi[j] = std::exp(z[j] - mx);
+                    s += gi[j];
+                }
+                const T inv_s = T(1) / s;
+                for (index_t j = 0; j < c; ++j) gi[j] = gi[j] * inv_s * inv_n;
+                gi[y] -= inv_n;
+                rowloss[i] = (std::log(s) + mx) - z[y];
+            }
+        });
+        if (bad_label.load()) throw std::invalid_argument("y: a class index is out of range [0, C)");
+    } else {
+        const T scale = T(2) / T(n * c);
+        parallel_chunks(n, (kElemMinWork / 4) / (c > 0 ? c : 1) + 1, [&](index_t b, index_t e) {
+            for (index_t i = b; i < e; ++i) {
+                const T* o = out + i * c;
+                const T* t = B.target + i * c;
+                T* gi = g + i * c;
+                T s = 0;
+                for (index_t j = 0; j < c; ++j) {
+                    const T d = o[j] - t[j];
+                    s += d * d;
+                    gi[j] = scale * d;
+                }
+                rowloss[i] = s;
+            }
+        });
+    }
+    double total = 0;
+    for (index_t i = 0; i < n; ++i) total += static_cast<double>(rowloss[i]);
+    return B.loss == FusedLoss::cross_entropy ? total / double(n) : total / double(n * c);
+}
+
+// ---- optimizer ----------------------------------------------------------------
+// One pass over [0, count) of params/grads/state; PyTorch's single-tensor
+// formulas, operation for operation. Each loop is a separate function with
+// restrict pointers, scalars by value and the options as template flags, so
+// the compiler vectorises it (no aliasing, no branches in the loop body).
+template <class T, bool WD, bool MOMENTUM, bool NESTEROV>
+void sgd_chunk(T* __restrict p, const T* __restrict gr, T* __restrict buf, index_t b, index_t e, T gs,
+               T lr, T wd, T mom, T damp1, bool first) {
+#pragma omp simd
+    for (index_t i = b; i < e; ++i) {
+        T g = gs * gr[i];
+        if (WD) g = g + wd * p[i];
+        if (MOMENTUM) {
+            const T bi = first ? g : mom * buf[i] + damp1 * g;
+            buf[i] = bi;
+            g = NESTEROV ? g + mom * bi : bi;
+        }
+        p[i] = p[i] + (-lr) * g;
+    }
+}
+
+template <class T, int WD>  // WD: 0 none, 1 L2 (adam), 2 decoupled (adamw)
+void adam_chunk(T* __restrict p, const T* __restrict gr, T* __restrict m, T* __restrict v, index_t b,
+                index_t e, T gs, T wd, T decay, T b2, T w1, T w2, T eps, T step_size, T bc2_sqrt) {
+#pragma omp simd
+    for (index_t i = b; i < e; ++i) {
+        T g = gs * gr[i];
+        T pi = p[i];
+        if (WD == 1) g = g + wd * pi;
+        if (WD == 2) pi = pi * decay;
+        // exp_avg.lerp_(grad, 1 - beta1) (weight < 0.5 form; w1 >= 0.5 handled by the caller)
+        const T mi = m[i] + w1 * (g - m[i]);
+        const T vi = v[i] * b2 + w2 * (g * g);
+        m[i] = mi;
+        v[i] = vi;
+        const T denom = std::sqrt(vi) / bc2_sqrt + eps;
+        p[i] = pi + (-step_size) * (mi / denom);
+    }
+}
+
+template <class T, bool WD, bool CENTERED, bool MOMENTUM>
+void rmsprop_chunk(T* __restrict p, const T* __restrict gr, T* __restrict sq, T* __restrict buf,
+                   T* __restrict ga, index_t b, index_t e, T gs, T lr, T wd, T alpha, T w, T eps, T mom) {
+#pragma omp simd
+    for (index_t i = b; i < e; ++i) {
+        T g = gs * gr[i];
+        if (WD) g = g + wd * p[i];
+        const T s = sq[i] * alpha + w * (g * g);
+        sq[i] = s;
+        T avg;
+        if (CENTERED) {
+            const T a = ga[i] + w * (g - ga[i]);
+            ga[i] = a;
+            avg = std::sqrt(s + (-(a * a))) + eps;
+        } else {
+            avg = std::sqrt(s) + eps;
+        }
+        if (MOMENTUM) {
+            const T bi = buf[i] * mom + g / avg;
+            buf[i] = bi;
+            p[i] = p[i] + (-lr) * bi;
+        } else {
+            p[i] = p[i] + (-lr) * (g / avg);
+        }
+    }
+}
+
+// Scalar fallback for lerp weights >= 0.5 (beta1 or alpha <= 0.5): PyTorch's other lerp form.
+template <class T>
+inline T lerp_torch(T a, T b, T w) {
+    return w < T(0.5) ? a + w * (b - a) : b - (b - a) * (T(1) - w);
+}
+
+template <class T>
+void optimizer_update(const MlpModel<T>& M, const FusedOptim& o) {
+    T* p = M.params;
+    const T* gr = M.grads;
+    const index_t count = M.n_params;
+    const T lr = T(o.lr), wd = T(o.weight_decay), gs = o.maximize ? T(-1) : T(1);
+    const bool has_wd = o.weight_decay != 0.0;
+    switch (o.kind) {
+        case FusedOpt::none:
+            return;
+        case FusedOpt::sgd: {
+            const T mom = T(o.momentum), damp1 = T(1.0 - o.dampening);
+            T* buf = M.state[0];
+            const bool first = o.step <= 1, has_m = o.momentum != 0.0, nest = o.nesterov;
+            parallel_chunks(count, kElemMinWork, [=](index_t b, index_t e) {
+                if (has_m) {
+                    if (nest) {
+                        if (has_wd) sgd_chunk<T, true, true, true>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
+                        else sgd_chunk<T, false, true, true>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
+                    } else {
+                        if (has_wd) sgd_chunk<T, true, true, false>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
+                        else sgd_chunk<T, false, true, false>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
+                    }
+                } else {
+                    if (has_wd) sgd_chunk<T, true, false, false>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
+                    else sgd_chunk<T, false, false, false>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
+                }
+            });
+            return;
+        }
+        case FusedOpt::adam:
+        case FusedOpt::adamw: {
+            const T b2 = T(o.beta2), eps = T(o.eps);
+            const T w1 = T(1.0 - o.beta1), w2 = T(1.0 - o.beta2);
+            const double bc1 = 1.0 - std::pow(o.beta1, double(o.step));
+            const double bc2 = 1.0 - std::pow(o.beta2, double(o.step));
+            const T step_size = T(o.lr / bc1);
+            const T bc2_sqrt = T(std::sqrt(bc2));
+            const T decay = T(1.0 - o.lr * o.weight_decay);
+            const int wdk = !has_wd ? 0 : o.kind == FusedOpt::adamw ? 2 : 1;
+            T* m = M.state[0];
+            T* v = M.state[1];
+            if (!(w1 < T(0.5))) {  // rare (beta1 <= 0.5): scalar loop with the other lerp form
+                for (index_t i = 0; i < count; ++i) {
+                    T g = gs * gr[i], pi = p[i];
+                    if (wdk == 1) g = g + wd * pi;
+                    if (wdk == 2) pi = pi * decay;
+                    m[i] = lerp_torch(m[i], g, w1);
+                    v[i] = v[i] * b2 + w2 * (g * g);
+                    p[i] = pi + (-step_size) * (m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps));
+                }
+                return;
+            }
+            parallel_chunks(count, kElemMinWork, [=](index_t b, index_t e) {
+                if (wdk == 0) adam_chunk<T, 0>(p, gr, m, v, b, e, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
+                else if (wdk == 1) adam_chunk<T, 1>(p, gr, m, v, b, e, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
+                else adam_chunk<T, 2>(p, gr, m, v, b, e, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
+            });
+            return;
+        }
+        case FusedOpt::rmsprop: {
+            const T alpha = T(o.alpha), w = T(1.0 - o.alpha), eps = T(o.eps), mom = T(o.momentum);
+            const bool centered = o.centered, has_m = o.momentum > 0.0;
+            T* sq = M.state[0];
+            T* buf = M.state[1];
+            T* ga = M.state[2];
+            if (centered && !(w < T(0.5))) {  // rare (alpha <= 0.5): scalar, other lerp form
+                for (index_t i = 0; i < count; ++i) {
+                    T g = gs * gr[i];
+                    if (has_wd) g = g + wd * p[i];
+                    sq[i] = sq[i] * alpha + w * (g * g);
+                    ga[i] = lerp_torch(ga[i], g, w);
+                    const T avg = std::sqrt(sq[i] + (-(ga[i] * ga[i]))) + eps;
+                    if (has_m) {
+                        buf[i] = buf[i] * mom + g / avg;
+                        p[i] = p[i] + (-lr) * buf[i];
+                    } else {
+                        p[i] = p[i] + (-lr) * (g / avg);
+                    }
+                }
+                return;
+            }
+            parallel_chunks(count, kElemMinWork, [=](index_t b, index_t e) {
+#define NNK_RMS(WDF, CF, MF) rmsprop_chunk<T, WDF, CF, MF>(p, gr, sq, buf, ga, b, e, gs, lr, wd, alpha, w, eps, mom)
+                if (has_wd) {
+                    if (centered) { if (has_m) NNK_RMS(true, true, true); else NNK_RMS(true, true, false); }
+                    else { if (has_m) NNK_RMS(true, false, true); else NNK_RMS(true, false, false); }
+                } else {
+                    if (centered) { if (has_m) NNK_RMS(false, true, true); else NNK_RMS(false, true, false); }
+                    else { if (has_m) NNK_RMS(false, false, true); else NNK_RMS(false, false, false); }
+                }
+#undef NNK_RMS
+            });
+            return;
+        }
+    }
+}
+
+template <class T>
+MlpWorkspaceLayout layout_of(const MlpModel<T>& M, index_t n) {
+    double ap[kFusedMaxLayers];
+    for (int l = 0; l < M.n_layers; ++l) ap[l] = double(M.act_param[l]);
+    return mlp_workspace_layout(M.n_layers, M.dims, M.act, ap, n);
+}
+
+template <class T>
+double train_step(const MlpModel<T>& M, const MlpBatch<T>& B, const FusedOptim& opt) {
+    const index_t n = B.n;
+    const int L = M.n_layers;
+    const MlpWorkspaceLayout W = layout_of(M, n);
+    T* ws = B.workspace;
+    const T* out = forward<T>(M, B, W, static_cast<T*>(nullptr));
+    const index_t c = M.dims[L];
+    T* g = ws + W.g0;     // dloss/dh[l]  -> dz[l] in place
+    T* gnext = ws + W.g1;  // dloss/dh[l-1]
+    const double loss = loss_and_grad(B, out, c, g, ws + W.rowloss);
+    for (int l = L - 1; l >= 0; --l) {
+        const index_t di = M.dims[l], dout = M.dims[l + 1];
+        const T* h = ws + W.h[l];
+        const T* z = W.z[l] >= 0 ? ws + W.z[l] : h;
+        act_backward<T>(M.act[l], M.act_param[l], g, z, h, n * dout);
+        const T* hin = l > 0 ? ws + W.h[l - 1] : B.x;
+        const index_t ld_in = l > 0 ? di : B.ldx;
+        {  // dW[l](dout, di) = dz.T @ h[l-1]
+            GemmProblem<T> p;
+            p.m = dout;
+            p.n = di;
+            p.k = n;
+            p.a = g;
+            p.rsa = 1;
+            p.csa = dout;
+            p.b = hin;
+            p.rsb = ld_in;
+            p.csb = 1;
+            p.c = M.grads + M.w_off[l];
+            p.rsc = di;
+            p.csc = 1;
+            call_gemm<T>(p);
+        }
+        if (M.b_off[l] >= 0) call_colsum<T>(M.grads + M.b_off[l], g, n, dout);
+        if (l > 0) {  // dh[l-1](n, di) = dz @ W[l]
+            GemmProblem<T> p;
+            p.m = n;
+            p.n = di;
+            p.k = dout;
+            p.a = g;
+            p.rsa = dout;
+            p.csa = 1;
+            p.b = M.params + M.w_off[l];
+            p.rsb = di;
+            p.csb = 1;
+            p.c = gnext;
+            p.rsc = di;
+            p.csc = 1;
+            call_gemm<T>(p);
+            T* t = g;
+            g = gnext;
+            gnext = t;
+        }
+    }
+    optimizer_update(M, opt);
+    return loss;
+}
+
+double train_step_f32(const MlpModel<float>& M, const MlpBatch<float>& B, const FusedOptim& o) {
+    return train_step<float>(M, B, o);
+}
+double train_step_f64(const MlpModel<double>& M, const MlpBatch<double>& B, const FusedOptim& o) {
+    return train_step<double>(M, B, o);
+}
+void forward_f32(float* out, const MlpModel<float>& M, const MlpBatch<float>& B) {
+    forward<float>(M, B, layout_of(M, B.n), out);
+}
+void forward_f64(double* out, const MlpModel<double>& M, const MlpBatch<double>& B) {
+    forward<double>(M, B, layout_of(M, B.n), out);
+}
+
+}  // namespace
+
+const FusedKernels& fused_kernels() {
+    static const FusedKernels table{
+#if defined(NNK_ISA_AVX512)
+        "avx512",
+#elif defined(NNK_ISA_AVX2)
+        "avx2",
+#else
+        "generic",
+#endif
+        &train_step_f32, &train_step_f64, &forward_f32, &forward_f64};
+    return table;
+}
+
+}  // namespace NNK_NS
+}  // namespace nnk

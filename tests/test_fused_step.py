@@ -1,0 +1,262 @@
+"""The fused MLP step (backends' mlp_step_plan) against PyTorch and the NumPy
+reference: forward, loss, gradients and the optimizer update, many steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnkernels
+from nnkernels.backends import load_backend
+from nnkernels.backends.interface.fused import STATE_BUFFERS, MlpSpec, OptimConfig
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _torch_one_thread():
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny problems: its thread pool only contends with ours
+    yield
+    torch.set_num_threads(prev)
+
+TORCH_ACT = {
+    "none": lambda t, a: t,
+    "relu": lambda t, a: torch.relu(t),
+    "leaky_relu": lambda t, a: torch.nn.functional.leaky_relu(t, a),
+    "gelu": lambda t, a: torch.nn.functional.gelu(t),
+    "gelu_tanh": lambda t, a: torch.nn.functional.gelu(t, approximate="tanh"),
+    "silu": lambda t, a: torch.nn.functional.silu(t),
+    "tanh": lambda t, a: torch.tanh(t),
+    "sigmoid": lambda t, a: torch.sigmoid(t),
+}
+
+OPTIMS = {
+    "sgd": dict(momentum=0.9, weight_decay=1e-3),
+    "sgd_plain": dict(),
+    "sgd_nesterov": dict(momentum=0.8, nesterov=True, dampening=0.0),
+    "sgd_damp": dict(momentum=0.5, dampening=0.3),
+    "adam": dict(weight_decay=1e-2),
+    "adamw": dict(weight_decay=1e-2),
+    "rmsprop": dict(),
+    "rmsprop_full": dict(momentum=0.9, centered=True, weight_decay=1e-3),
+}
+
+
+def make_spec(dims, acts, act_params, loss, opt, dtype, rng, bias=True, **cfg):
+    """Flat buffers laid out W0, b0, W1, b1, ... with PyTorch-like init."""
+    L = len(dims) - 1
+    w_off, b_off, off = [], [], 0
+    for l in range(L):
+        w_off.append(off)
+        off += dims[l + 1] * dims[l]
+        if bias:
+            b_off.append(off)
+            off += dims[l + 1]
+        else:
+            b_off.append(-1)
+    params = np.empty(off, dtype=dtype)
+    for l in range(L):
+        bound = 1 / np.sqrt(dims[l])
+        n = dims[l + 1] * dims[l]
+        params[w_off[l]:w_off[l] + n] = rng.uniform(-bound, bound, n)
+        if bias:
+            params[b_off[l]:b_off[l] + dims[l + 1]] = rng.uniform(-bound, bound, dims[l + 1])
+    kind = opt.split("_")[0]
+    state = tuple(np.zeros(off, dtype=dtype) for _ in range(STATE_BUFFERS[kind]))
+    config = OptimConfig(**{k.replace("beta1", "beta1"): v for k, v in cfg.items()})
+    return MlpSpec(tuple(dims), tuple(acts), tuple(act_params), tuple(w_off), tuple(b_off), params,
+                   np.zeros(off, dtype=dtype), state, loss, kind, config)
+
+
+def copy_spec(spec):
+    return MlpSpec(spec.dims, spec.activations, spec.act_params, spec.w_off, spec.b_off,
+                   spec.params.copy(), spec.grads.copy(), tuple(s.copy() for s in spec.state),
+                   spec.loss, spec.optimizer, spec.config)
+
+
+def torch_model(spec):
+    tdt = torch.float32 if spec.params.dtype == np.float32 else torch.float64
+    Ws, bs = [], []
+    for l in range(spec.n_layers):
+        o, i = spec.dims[l + 1], spec.dims[l]
+        Ws.append(torch.tensor(spec.params[spec.w_off[l]:spec.w_off[l] + o * i].reshape(o, i),
+                               dtype=tdt, requires_grad=True))
+        bs.append(torch.tensor(spec.params[spec.b_off[l]:spec.b_off[l] + o], dtype=tdt,
+                               requires_grad=True) if spec.b_off[l] >= 0 else None)
+    return Ws, bs
+
+
+def torch_optimizer(spec, params, lr):
+    c = spec.config
+    kind = spec.optimizer
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=c.momentum, dampening=c.dampening,
+                               weight_decay=c.weight_decay, nesterov=c.nesterov, maximize=c.maximize)
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=(c.beta1, c.beta2), eps=c.eps,
+                                weight_decay=c.weight_decay, maximize=c.maximize)
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=(c.beta1, c.beta2), eps=c.eps,
+                                 weight_decay=c.weight_decay, maximize=c.maximize)
+    if kind == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=c.alpha, eps=c.eps, weight_decay=c.weight_decay,
+                                   momentum=c.momentum, centered=c.centered, maximize=c.maximize)
+    raise AssertionError(kind)
+
+
+def torch_steps(spec, xs, ys, lr):
+    Ws, bs = torch_model(spec)
+    params = [p for pair in zip(Ws, bs) for p in pair if p is not None]
+    opt = torch_optimizer(spec, params, lr)
+    losses = []
+    for x, y in zip(xs, ys):
+        opt.zero_grad()
+        h = torch.from_numpy(x)
+        for l in range(spec.n_layers):
+            h = h @ Ws[l].T
+            if bs[l] is not None:
+                h = h + bs[l]
+            h = TORCH_ACT[spec.activations[l]](h, spec.act_params[l])
+        if spec.loss == "cross_entropy":
+            loss = torch.nn.functional.cross_entropy(h, torch.from_numpy(y))
+        else:
+            loss = torch.nn.functional.mse_loss(h, torch.from_numpy(y))
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    flat = np.concatenate([p.detach().numpy().ravel() for p in params])
+    grads = np.concatenate([p.grad.numpy().ravel() for p in params])
+    return np.array(losses), flat, grads
+
+
+def batches(spec, rng, n, steps):
+    dt = spec.params.dtype
+    xs = [rng.standard_normal((n, spec.dims[0])).astype(dt) for _ in range(steps)]
+    if spec.loss == "cross_entropy":
+        ys = [rng.integers(0, spec.dims[-1], n).astype(np.int64) for _ in range(steps)]
+    else:
+        ys = [rng.standard_normal((n, spec.dims[-1])).astype(dt) for _ in range(steps)]
+    return xs, ys
+
+
+def run_plan(backend, spec, xs, ys, lr):
+    plan = load_backend(backend).mlp_step_plan(spec)
+    losses = [plan.step(x, y, lr, t + 1) for t, (x, y) in enumerate(zip(xs, ys))]
+    return np.array(losses)
+
+
+def params_tol(dtype):
+    return dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("act", ["none", "relu", "leaky_relu", "gelu", "gelu_tanh", "silu", "tanh",
+                                 "sigmoid"])
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_activations_vs_torch(backend, act, opt, rng):
+    dims = [13, 24, 17, 5]
+    acts = [act, act, "none"]
+    spec = make_spec(dims, acts, [0.1] * 3, "cross_entropy", opt, np.float64, rng, **OPTIMS[opt])
+    xs, ys = batches(spec, rng, 9, 6)
+    ref_loss, ref_p, ref_g = torch_steps(copy_spec(spec), xs, ys, 0.01)
+    losses = run_plan(backend, spec, xs, ys, 0.01)
+    np.testing.assert_allclose(losses, ref_loss, **params_tol(np.float64))
+    np.testing.assert_allclose(spec.params, ref_p, **params_tol(np.float64))
+    np.testing.assert_allclose(spec.grads, ref_g, **params_tol(np.float64))
+
+
+@pytest.mark.parametrize("opt", list(OPTIMS))
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_optimizers_losses_vs_torch_50_steps(backend, dtype, opt, loss, rng):
+    dims = [20, 32, 16, 4]
+    spec = make_spec(dims, ["relu", "tanh", "none"], [0.0] * 3, loss, opt, dtype, rng, **OPTIMS[opt])
+    xs, ys = batches(spec, rng, 16, 50)
+    lr = 1e-3 if opt.startswith("rmsprop") else 0.01
+    ref_loss, ref_p, ref_g = torch_steps(copy_spec(spec), xs, ys, lr)
+    losses = run_plan(backend, spec, xs, ys, lr)
+    tol = params_tol(dtype)
+    np.testing.assert_allclose(losses, ref_loss, **tol)
+    np.testing.assert_allclose(spec.params, ref_p, **tol)
+    np.testing.assert_allclose(spec.grads, ref_g, **tol)
+
+
+def test_no_bias_and_single_layer(backend, rng):
+    for dims, acts in (([7, 3], ["none"]), ([7, 11, 3], ["gelu", "sigmoid"])):
+        spec = make_spec(dims, acts, [0.0] * len(acts), "mse", "adamw", np.float64, rng, bias=False,
+                         weight_decay=0.1)
+        xs, ys = batches(spec, rng, 5, 10)
+        ref_loss, ref_p, _ = torch_steps(copy_spec(spec), xs, ys, 0.05)
+        losses = run_plan(backend, spec, xs, ys, 0.05)
+        np.testing.assert_allclose(losses, ref_loss, **params_tol(np.float64))
+        np.testing.assert_allclose(spec.params, ref_p, **params_tol(np.float64))
+
+
+def test_forward_matches_reference(backend, dtype, rng):
+    spec = make_spec([30, 40, 10], ["silu", "none"], [0, 0], "cross_entropy", "none", dtype, rng)
+    x = rng.standard_normal((70, 30)).astype(dtype)
+    out = np.empty((70, 10), dtype=dtype)
+    load_backend(backend).mlp_step_plan(spec).forward(out, x)
+    ref = np.empty_like(out)
+    load_backend("numpy").mlp_step_plan(spec).forward(ref, x)
+    np.testing.assert_allclose(out, ref, **params_tol(dtype))
+
+
+@pytest.mark.parametrize("batch", [1, 64, 300])
+def test_thread_count_independent(batch, rng):
+    """Bitwise identical results with 1 and 2 threads (fixed-order reductions)."""
+    spec = make_spec([784, 256, 128, 10], ["relu", "relu", "none"], [0] * 3, "cross_entropy", "adam",
+                     np.float32, rng)
+    xs, ys = batches(spec, rng, batch, 3)
+    results = []
+    prev = nnkernels.get_num_threads()
+    try:
+        for nt in (1, 2):
+            nnkernels.set_num_threads(nt)
+            s = copy_spec(spec)
+            losses = run_plan("cpp", s, xs, ys, 1e-3)
+            results.append((losses, s.params, s.grads))
+    finally:
+        nnkernels.set_num_threads(prev)
+    for a, b in zip(results[0], results[1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_workspace_allocated_once(rng):
+    spec = make_spec([50, 20, 10], ["relu", "none"], [0, 0], "cross_entropy", "sgd", np.float32, rng)
+    plan = load_backend("cpp").mlp_step_plan(spec)
+    xs, ys = batches(spec, rng, 32, 5)
+    for t, (x, y) in enumerate(zip(xs, ys)):
+        plan.step(x, y, 0.1, t + 1)
+    assert plan.workspace_allocations == 1
+    xs, ys = batches(spec, rng, 8, 2)  # smaller batch: reuses the buffer
+    for x, y in zip(xs, ys):
+        plan.step(x, y, 0.1, 9)
+    assert plan.workspace_allocations == 1
+
+
+def test_errors_name_arguments(rng):
+    spec = make_spec([6, 4, 3], ["relu", "none"], [0, 0], "cross_entropy", "adam", np.float32, rng)
+    plan = load_backend("cpp").mlp_step_plan(spec)
+    x = np.zeros((4, 6), np.float32)
+    with pytest.raises(TypeError, match="y"):
+        plan.step(x, np.zeros(4, np.int32), 0.1, 1)
+    with pytest.raises(ValueError, match="x"):
+        plan.step(np.zeros((4, 5), np.float32), np.zeros(4, np.int64), 0.1, 1)
+    with pytest.raises(TypeError, match="x"):
+        plan.step(x.astype(np.float64), np.zeros(4, np.int64), 0.1, 1)
+    with pytest.raises(ValueError, match="y: a class index"):
+        plan.step(x, np.array([0, 1, 3, 0], np.int64), 0.1, 1)
+    with pytest.raises(ValueError, match="state"):
+        load_backend("cpp").mlp_step_plan(MlpSpec(spec.dims, spec.activations, spec.act_params, spec.w_off,
+                                                  spec.b_off, spec.params, spec.grads, spec.state[:1],
+                                                  spec.loss, spec.optimizer))
+
+
+def test_nan_propagates(backend, rng):
+    spec = make_spec([4, 8, 3], ["relu", "none"], [0, 0], "cross_entropy", "sgd", np.float64, rng)
+    x = rng.standard_normal((5, 4))
+    x[2, 1] = np.nan
+    plan = load_backend(backend).mlp_step_plan(spec)
+    loss = plan.step(x, np.zeros(5, np.int64), 0.1, 1)
+    assert np.isnan(loss)
+    assert np.isnan(spec.params).any()
