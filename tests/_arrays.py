@@ -51,10 +51,10 @@ def dims(max_side: int = 40):
 def fill_values(rng: np.random.Generator, shape, dtype, kind: str) -> np.ndarray:
     dtype = np.dtype(dtype)
     if kind == "small_ints":  # exact in any summation order
-        return rng.integers(-3, 4, size=shape).astype(dtype)
-    x = rng.standard_normal(shape).astype(dtype)
+        return np.array(rng.integers(-3, 4, size=shape), dtype=dtype)
+    x = np.array(rng.standard_normal(shape), dtype=dtype)  # an array even for shape ()
     if kind == "wide":  # magnitudes 1e-6 .. 1e6 (no overflow in a length-40 sum)
-        x = (x * 10.0 ** rng.integers(-6, 7, size=shape)).astype(dtype)
+        x = np.array(x * 10.0 ** rng.integers(-6, 7, size=shape), dtype=dtype)
     elif kind == "subnormals":
         tiny = np.finfo(dtype).smallest_subnormal
         mask = rng.random(shape) < 0.3
@@ -69,6 +69,8 @@ def fill_values(rng: np.random.Generator, shape, dtype, kind: str) -> np.ndarray
 
 def lay_out(rng: np.random.Generator, x: np.ndarray, layout: str) -> np.ndarray:
     """The values of x in the given memory layout (equal values, other strides)."""
+    if x.ndim == 0:  # a 0-d array has no strides to vary
+        return np.array(x, copy=True)
     if layout == "C":
         return np.array(x, order="C", copy=True)
     if layout == "F":
