@@ -231,3 +231,32 @@ def test_strided_out_is_written_in_place(backend):
         r = ops.matmul(a, b, out=out, backend=backend)
         assert r is out
         np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+
+
+# ---- CLI: a user error is one line on stderr naming the option, exit code 2 -------
+
+@pytest.mark.parametrize("argv,pattern", [
+    (["train", "--epochs", "-1"], r"--epochs must be at least 1, got -1"),
+    (["train", "--lr", "nan"], r"--lr must be a positive number, got nan"),
+    (["train", "--batch-size", "0"], r"--batch-size must be at least 1, got 0"),
+    (["train", "--hidden", "0"], r"--hidden: layer sizes must be positive, got 0"),
+    (["train", "--threads", "0"], r"--threads must be at least 1, got 0"),
+    (["train", "--dataset", "nope"], r"argument --dataset: invalid choice: 'nope'"),
+])
+def test_cli_bad_arguments(argv, pattern, capsys):
+    cli = pytest.importorskip("nnkernels.cli")
+    if "train" not in cli.SUBCOMMANDS or not _has_module("nnkernels.commands.train"):
+        pytest.skip("train command not in this build")
+    try:
+        rc = cli.main(argv)
+    except SystemExit as exc:  # argparse's own errors
+        rc = exc.code
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert re.search(pattern, err), err
+    assert "Traceback" not in err and len(err.splitlines()) <= 2
+
+
+def _has_module(name):
+    import importlib.util
+    return importlib.util.find_spec(name) is not None
