@@ -58,6 +58,14 @@ TESTS=${NNK_SANITIZE_TESTS:-"tests/test_gemm.py tests/test_gemm_kernels.py tests
 existing=()
 for t in $TESTS; do [ -e "$t" ] && existing+=("$t"); done
 
+# Self-check: the runtime is active and its reports reach a log file
+# (a deliberate overlapping memcpy through ASan's interceptor).
+(cd "$WORK" && LD_PRELOAD="$LIBASAN $LIBSTDCXX" ASAN_OPTIONS="detect_leaks=0:log_path=$WORK/selfcheck" \
+  "$PY" -c "import ctypes; b = ctypes.create_string_buffer(64); ctypes.CDLL(None).memcpy(b, ctypes.byref(b, 1), 32)" \
+  >/dev/null 2>&1) || true
+if ! compgen -G "$WORK/selfcheck*" >/dev/null; then
+  echo "sanitize.sh: self-check failed: ASan did not report a deliberate error" >&2; exit 1
+fi
 (cd "$WORK" && PYTHONPATH="$WORK" LD_PRELOAD="$LIBASAN $LIBSTDCXX" "$PY" -c \
   "import nnkernels, sys; f = nnkernels._C.__file__; print('sanitize.sh: testing', f); sys.exit(not f.startswith('$WORK'))")
 set +e
