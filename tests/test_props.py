@@ -230,3 +230,14 @@ def _outcome(fn, *args, **kw):
     except (TypeError, ValueError) as exc:
         return f"{type(exc).__name__}: {exc}"
     return "ok"
+
+
+def test_empty_batch_with_zero_strides():
+    """Found by hypothesis: NumPy gives some empty arrays strides (0, 0); the
+    bias-gradient binding rejected them as "not unit stride"."""
+    x = np.zeros((0, 0), np.float32)
+    w = np.zeros((2, 0), np.float32)
+    g = np.zeros((0, 2), np.float32)
+    for label, (gx, gw, gb) in run_everywhere(
+            lambda be: ops.linear_backward(x, w, g, need_input_grad=False, backend=be)).items():
+        assert gx is None and gw.shape == (2, 0) and np.array_equal(gb, np.zeros(2, np.float32)), label
