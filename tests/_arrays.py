@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from conftest import BACKEND_ISA, isa_forced
 
 #: examples per property test (NNK_HYPOTHESIS_EXAMPLES raises it for a heavy run)
-MAX_EXAMPLES = int(os.environ.get("NNK_HYPOTHESIS_EXAMPLES", "60"))
+MAX_EXAMPLES = int(os.environ.get("NNK_HYPOTHESIS_EXAMPLES", "50"))
 
 PROP_SETTINGS = settings(
     max_examples=MAX_EXAMPLES,
