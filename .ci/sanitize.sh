@@ -70,11 +70,19 @@ fi
   "import nnkernels, sys; f = nnkernels._C.__file__; print('sanitize.sh: testing', f); sys.exit(not f.startswith('$WORK'))")
 set +e
 (cd "$WORK" && PYTHONPATH="$WORK" LD_PRELOAD="$LIBASAN $LIBSTDCXX" PYTHONMALLOC=malloc \
-  NNK_SANITIZE_RUN=1 "$PY" -m pytest -q -p no:cacheprovider -x \
+  NNK_SANITIZE_RUN=1 "$PY" -m pytest -q -p no:cacheprovider -x --capture=sys \
   -c "$ROOT/pyproject.toml" --rootdir "$ROOT" \
-  -k "${NNK_SANITIZE_K:-not numba}" "${existing[@]/#/$ROOT/}" "$@")
-status=$?
+  -k "${NNK_SANITIZE_K:-not numba}" "${existing[@]/#/$ROOT/}" "$@") 2>&1 | tee "$WORK/pytest.log"
+status=${PIPESTATUS[0]}
 set -e
+# --capture=sys leaves file descriptor 2 alone, so a report that did not go
+# to log_path still reaches the terminal and this check (UBSan in a process
+# that also has ASan does not always honour log_path).
+if grep -qE "runtime error:|ERROR: AddressSanitizer|ERROR: LeakSanitizer|AddressSanitizer: CHECK failed" "$WORK/pytest.log"; then
+  echo "sanitize.sh: sanitizer report in the test output:" >&2
+  grep -E -A12 "runtime error:|ERROR: AddressSanitizer|AddressSanitizer: CHECK failed" "$WORK/pytest.log" | head -60 >&2
+  exit 1
+fi
 
 if compgen -G "$LOG*" >/dev/null; then
   echo "sanitize.sh: sanitizer reports:" >&2
