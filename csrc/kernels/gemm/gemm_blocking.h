@@ -32,7 +32,7 @@ struct BlockFractions {
 #if defined(NNK_ISA_AVX512)
 template <> struct Tile<float>  { static constexpr int MR = 14, NR = 32; };
 template <> struct Tile<double> { static constexpr int MR = 14, NR = 16; };
-constexpr BlockFractions kFractions{0.5, 0.25, 3072, 1 << 21};
+constexpr BlockFractions kFractions{0.67, 0.125, 3072, 1 << 21};
 #elif defined(NNK_ISA_AVX2)
 template <> struct Tile<float>  { static constexpr int MR = 6, NR = 16; };
 template <> struct Tile<double> { static constexpr int MR = 6, NR = 8; };

@@ -1,18 +1,19 @@
 // GEMM driver: the five BLIS loops around the microkernel (see nnk/gemm.h).
 // Compiled once per ISA variant; tile and blocking from gemm_blocking.h.
 //
-//   for jc in [0, n) step NC:                 B panel  (KC x NC), shared
-//     for pc in [0, k) step KC:               pack B panel (threads split it)
-//       for ic in [0, m) step MC:             pack A block (MC x KC) per thread
+//   for jc in [0, n) step NC:                 B panel  (KC x NC)
+//     for pc in [0, k) step KC:               pack this thread's part of the B panel
+//       for ic in [0, m) step MC:             pack A block (MC x KC) of this thread's rows
 //         for jr in [0, nc) step NR:          B micro-panel (KC x NR) in L1
 //           for ir in [0, mc) step MR:        microkernel on an MR x NR tile
 //
 // beta is applied on the first k-block only; bias and activation on the last,
 // while the tile is stored. Threads: one OpenMP region per call; each thread
 // owns a rectangle of C (a range of rows x a range of NR-panels), chosen so
-// the busiest thread has the fewest tiles (rows are preferred: each thread
-// then packs only its own rows of A). Nobody writes another thread's C, and
-// every element of C is summed in the same order whatever the thread count.
+// the busiest thread has the fewest tiles (rows are preferred on ties).
+// Threads share nothing but the inputs (no barriers), nobody writes another
+// thread's C, and every element of C is summed in the same order whatever the
+// thread count.
 //
 // Small problems (m*n*k <= small_work, unit column strides) skip packing and
 // threads altogether: the direct microkernel reads A and B in place.
@@ -25,6 +26,10 @@
 
 #include "gemm_epilogue.h"
 #include "gemm_ukr.h"
+
+#if defined(NNK_ISA_AVX512)
+#include <immintrin.h>
+#endif
 
 namespace nnk {
 namespace NNK_NS {
@@ -92,9 +97,7 @@ struct Scratch {
     }
 };
 
-// A blocks are packed by each worker thread into its own buffer; the B panel
-// is packed into the calling thread's buffer and shared (read-only) after a
-// barrier.
+// Each thread packs its A blocks and the B panels it needs into its own buffers.
 thread_local Scratch tls_pack_a;
 thread_local Scratch tls_pack_b;
 
@@ -152,6 +155,59 @@ void pack_a(index_t mc, index_t kc, const T* a, index_t rsa, index_t csa, T* ap,
     }
 }
 
+#if defined(NNK_ISA_AVX512)
+// In-register transpose of a 16 x 16 block of floats: 4 stages that swap
+// off-diagonal h x h sub-blocks (h = 8, 4, 2, 1), two vpermt2ps per row pair.
+inline void transpose16(__m512 (&r)[16]) {
+    for (int h = 8; h >= 1; h /= 2) {
+        alignas(64) int lo[16], hi[16];
+        for (int l = 0; l < 16; ++l) {
+            lo[l] = (l & h) == 0 ? l : 16 + l - h;
+            hi[l] = (l & h) == 0 ? l + h : 16 + l;
+        }
+        const __m512i ilo = _mm512_load_si512(lo), ihi = _mm512_load_si512(hi);
+        for (int i = 0; i < 16; ++i) {
+            if (i & h) continue;
+            const __m512 a = r[i], b = r[i + h];
+            r[i] = _mm512_permutex2var_ps(a, ilo, b);
+            r[i + h] = _mm512_permutex2var_ps(a, ihi, b);
+        }
+    }
+}
+
+// Transposed B (rsb == 1), fp32, a full 32-column micro-panel: 16 x 16 blocks
+// are loaded as 16 columns of B (contiguous in p), transposed, stored as rows.
+// Returns how many depths were packed (a multiple of 16).
+inline index_t pack_b_transposed_avx512(index_t kc, const float* src, index_t csb, float* dst) {
+    constexpr int NR = Tile<float>::NR;
+    static_assert(NR % 16 == 0, "NR must be a multiple of 16");
+    index_t p0 = 0;
+    for (; p0 + 16 <= kc; p0 += 16) {
+        for (int j0 = 0; j0 < NR; j0 += 16) {
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int jj = 0; jj < 16; ++jj) r[jj] = _mm512_loadu_ps(src + (j0 + jj) * csb + p0);
+            transpose16(r);
+#pragma GCC unroll 16
+            for (int q = 0; q < 16; ++q) _mm512_store_ps(dst + (p0 + q) * NR + j0, r[q]);
+        }
+    }
+    return p0;
+}
+#endif
+
+template <class T, int NR>
+inline index_t pack_b_transposed_fast(index_t, const T*, index_t, T*) {
+    return 0;
+}
+#if defined(NNK_ISA_AVX512)
+template <>
+inline index_t pack_b_transposed_fast<float, Tile<float>::NR>(index_t kc, const float* src,
+                                                              index_t csb, float* dst) {
+    return pack_b_transposed_avx512(kc, src, csb, dst);
+}
+#endif
+
 // Pack depth [0, kc) x columns [j0, j0 + NR) of B into one NR-column
 // micro-panel at bp + j0 * kc: bp[j0*kc + p*NR + j], zero padded.
 template <class T, int NR>
@@ -164,7 +220,7 @@ void pack_b_panel(index_t j0, index_t nc, index_t kc, const T* b, index_t rsb, i
     } else if (rsb == 1) {
         // Transposed B (e.g. weight.T in Linear): each column is contiguous in
         // p; read 16 of it (one cache line), write them NR apart.
-        index_t p0 = 0;
+        index_t p0 = nr == NR ? pack_b_transposed_fast<T, NR>(kc, src, csb, dst) : 0;
         for (; p0 + 16 <= kc; p0 += 16) {
             for (int j = 0; j < nr; ++j) {
                 const T* s = src + j * csb + p0;
@@ -255,7 +311,6 @@ void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, int nt_req) {
     const index_t NC = bs.NC, KC = bs.KC;
     const index_t nc_max = n < NC ? n : NC;
     const index_t kc_max = k < KC ? k : KC;
-    T* bp = tls_pack_b.get<T>(static_cast<std::size_t>(((nc_max + NR - 1) / NR) * NR * kc_max));
     Deriv<T> deriv_all;
     deriv_all.z = P.a_aux;
     deriv_all.rsz = P.rs_aux;
@@ -263,83 +318,67 @@ void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, int nt_req) {
     deriv_all.op = P.a_deriv;
     deriv_all.param = P.a_deriv_param;
     OmpErrors errors;
-    bool failed = false;
 
-    // The body every thread runs; tid/nth come from the actual team.
+    // The body every thread runs; tid/nth come from the actual team. Each
+    // thread packs the B panels it needs into its own buffer: no barriers, so
+    // a descheduled thread never stalls the other (the machine may be shared),
+    // at the price of packing B once per row-split thread (k*n copies for
+    // m*n*k/nth multiply-adds).
     auto body = [&](int tid, int nth) {
-        T* ap = nullptr;
         errors.run([&] {
-            const index_t mc_max = m < bs.MC ? m : bs.MC;
-            ap = tls_pack_a.get<T>(static_cast<std::size_t>(((mc_max + MR - 1) / MR) * MR * kc_max));
-        });
-        if (ap == nullptr) {
-#pragma omp atomic write
-            failed = true;
-        }
-        if (nth > 1) {
-#pragma omp barrier
-        }
-        bool stop;
-#pragma omp atomic read
-        stop = failed;
-        if (stop) return;
+            // This thread's rectangle of C: rows [m0, m1), NR-panels [q0, q1) of each NC panel.
+            int tm = 1, tn = 1;
+            const index_t m_tiles = (m + MR - 1) / MR;
+            choose_split(m_tiles, (nc_max + NR - 1) / NR, nth, tm, tn);
+            index_t t0, t1;
+            split_range(m_tiles, tm, tid / tn, t0, t1);
+            const index_t m0 = t0 * MR, m1 = t1 * MR < m ? t1 * MR : m;
+            if (m0 >= m1) return;
+            const index_t mc_max = m1 - m0 < bs.MC ? m1 - m0 : bs.MC;
+            T* ap = tls_pack_a.get<T>(static_cast<std::size_t>(((mc_max + MR - 1) / MR) * MR * kc_max));
+            T* bp = tls_pack_b.get<T>(static_cast<std::size_t>(((nc_max + NR - 1) / NR) * NR * kc_max));
 
-        // This thread's rectangle of C: rows [m0, m1), NR-panels [q0, q1) of each NC panel.
-        int tm = 1, tn = 1;
-        const index_t m_tiles = (m + MR - 1) / MR;
-        choose_split(m_tiles, (nc_max + NR - 1) / NR, nth, tm, tn);
-        index_t t0, t1;
-        split_range(m_tiles, tm, tid / tn, t0, t1);
-        const index_t m0 = t0 * MR, m1 = t1 * MR < m ? t1 * MR : m;
-
-        for (index_t jc = 0; jc < n; jc += NC) {
-            const index_t nc = n - jc < NC ? n - jc : NC;
-            const index_t n_panels = (nc + NR - 1) / NR;
-            index_t q0, q1;
-            split_range(n_panels, tn, tid % tn, q0, q1);
-            for (index_t pc = 0; pc < k; pc += KC) {
-                const index_t kc = k - pc < KC ? k - pc : KC;
-                const bool first = pc == 0, last = pc + kc == k;
-                const T beta = first ? P.beta : T(1);
-                // All threads pack the shared B panel, then wait for each other.
-                const T* bsrc = P.b + pc * P.rsb + jc * P.csb;
-                index_t b0, b1;
-                split_range(n_panels, nth, tid, b0, b1);
-                for (index_t jp = b0; jp < b1; ++jp)
-                    pack_b_panel<T, NR>(jp * NR, nc, kc, bsrc, P.rsb, P.csb, bp);
-                if (nth > 1) {
-#pragma omp barrier
-                }
-                for (index_t ic = m0; ic < m1; ic += bs.MC) {
-                    const index_t mc = m1 - ic < bs.MC ? m1 - ic : bs.MC;
-                    Deriv<T> d = deriv_all;
-                    if (d.op != Epilogue::none) d.z += ic * d.rsz + pc * d.csz;
-                    pack_a<T, MR>(mc, kc, P.a + ic * P.rsa + pc * P.csa, P.rsa, P.csa, ap, d);
-                    for (index_t jp = q0; jp < q1; ++jp) {
-                        const index_t jr = jp * NR;
-                        const int nr = static_cast<int>(nc - jr < NR ? nc - jr : NR);
-                        UkrEpilogue<T> epi;
-                        if (last) {
-                            epi.bias = P.bias ? P.bias + jc + jr : nullptr;
-                            epi.op = P.epilogue;
-                            epi.param = P.epilogue_param;
-                        }
-                        const T* bmp = bp + jr * kc;
-                        for (index_t ir = 0; ir < mc; ir += MR) {
-                            const int mr = static_cast<int>(mc - ir < MR ? mc - ir : MR);
-                            T* c = P.c + (ic + ir) * P.rsc + (jc + jr) * P.csc;
-                            const bool last_ir = ir + MR >= mc;
-                            ukr(kc, ap + ir * kc, bmp, P.alpha, beta, c, P.rsc, P.csc, mr, nr, epi,
-                                last_ir ? ap : ap + (ir + MR) * kc, last_ir ? bmp + NR * kc : bmp);
+            for (index_t jc = 0; jc < n; jc += NC) {
+                const index_t nc = n - jc < NC ? n - jc : NC;
+                const index_t n_panels = (nc + NR - 1) / NR;
+                index_t q0, q1;
+                split_range(n_panels, tn, tid % tn, q0, q1);
+                if (q0 >= q1) continue;
+                for (index_t pc = 0; pc < k; pc += KC) {
+                    const index_t kc = k - pc < KC ? k - pc : KC;
+                    const bool first = pc == 0, last = pc + kc == k;
+                    const T beta = first ? P.beta : T(1);
+                    const T* bsrc = P.b + pc * P.rsb + jc * P.csb;
+                    for (index_t jp = q0; jp < q1; ++jp)
+                        pack_b_panel<T, NR>(jp * NR, nc, kc, bsrc, P.rsb, P.csb, bp);
+                    for (index_t ic = m0; ic < m1; ic += bs.MC) {
+                        const index_t mc = m1 - ic < bs.MC ? m1 - ic : bs.MC;
+                        Deriv<T> d = deriv_all;
+                        if (d.op != Epilogue::none) d.z += ic * d.rsz + pc * d.csz;
+                        pack_a<T, MR>(mc, kc, P.a + ic * P.rsa + pc * P.csa, P.rsa, P.csa, ap, d);
+                        for (index_t jp = q0; jp < q1; ++jp) {
+                            const index_t jr = jp * NR;
+                            const int nr = static_cast<int>(nc - jr < NR ? nc - jr : NR);
+                            UkrEpilogue<T> epi;
+                            if (last) {
+                                epi.bias = P.bias ? P.bias + jc + jr : nullptr;
+                                epi.op = P.epilogue;
+                                epi.param = P.epilogue_param;
+                            }
+                            const T* bmp = bp + jr * kc;
+                            for (index_t ir = 0; ir < mc; ir += MR) {
+                                const int mr = static_cast<int>(mc - ir < MR ? mc - ir : MR);
+                                T* c = P.c + (ic + ir) * P.rsc + (jc + jr) * P.csc;
+                                const bool last_ir = ir + MR >= mc;
+                                ukr(kc, ap + ir * kc, bmp, P.alpha, beta, c, P.rsc, P.csc, mr, nr,
+                                    epi, last_ir ? ap : ap + (ir + MR) * kc,
+                                    last_ir ? bmp + NR * kc : bmp);
+                            }
                         }
                     }
                 }
-                // Nobody repacks B before everyone is done with it.
-                if (nth > 1) {
-#pragma omp barrier
-                }
             }
-        }
+        });
     };
 
     if (nt_req <= 1) {
@@ -415,7 +454,7 @@ const GemmKernels& gemm_kernels() {
 #endif
         Tile<float>::MR, Tile<float>::NR, Tile<double>::MR, Tile<double>::NR,
         &sgemm, &dgemm, &colsum_f32, &colsum_f64, &colsum_deriv_f32, &colsum_deriv_f64,
-        &block_sizes_of};
+        &block_sizes_of, &fma_peak_gflops};
     return table;
 }
 

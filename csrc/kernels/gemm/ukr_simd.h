@@ -59,10 +59,13 @@ inline void ukr_packed(index_t k, const typename S::T* __restrict ap,
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) acc[r][v] = S::zero();
 
-    constexpr index_t kPrefetchB = 8;  // k steps ahead in the B micro-panel
+    // Loop order jr/ir: the B micro-panel stays in L1 across calls, the A
+    // micro-panel streams from L2: prefetch A a few hundred bytes ahead (one
+    // line per k step covers MR*sizeof(T) <= 64 bytes per step).
+    constexpr index_t kPrefetchA = 16;  // k steps ahead
 #pragma GCC unroll 4
     for (index_t p = 0; p < k; ++p) {
-        _mm_prefetch(reinterpret_cast<const char*>(bp + kPrefetchB * NR), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(ap + kPrefetchA * MR), _MM_HINT_T0);
         V b[NV];
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) b[v] = S::load(bp + v * W);
