@@ -22,8 +22,10 @@ Act parse_act(const std::string& name) {
 }
 
 MathFn parse_fn(const std::string& name) {
-    static const char* names[] = {"exp", "expm1", "log", "log1p", "tanh", "erf", "erfc", "sigmoid"};
-    for (int i = 0; i < 8; ++i)
+    static const char* names[] = {"exp",   "expm1",   "log",   "log1p",   "tanh",   "erf",       "erfc",
+                                  "sigmoid", "exp_f", "expm1_f", "log_f", "log1p_f", "tanh_f", "sigmoid_f",
+                                  "erf_f", "erfc_f"};
+    for (int i = 0; i < 16; ++i)
         if (name == names[i]) return static_cast<MathFn>(i);
     throw py::value_error("fn: unknown function '" + name + "'");
 }

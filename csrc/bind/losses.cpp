@@ -180,6 +180,14 @@ void register_losses(py::module_& m) {
     m.def("pointwise_loss", &pointwise_entry, py::arg("grad"), py::arg("losses"), py::arg("input"), py::arg("target"),
           py::arg("pos_weight"), py::arg("name"), py::arg("param") = 0.0, py::arg("scale") = 1.0,
           "Elementwise loss of (R, K) input/target: writes grad/losses if given, returns scale * sum(losses).");
+    m.def(
+        "check_class_indices",
+        [](py::array target, std::int64_t c, std::int64_t ignore_index) {
+            class_indices(target, target.ndim() == 1 ? target.shape(0) : -1, c, ignore_index);
+        },
+        py::arg("target"), py::arg("num_classes"), py::arg("ignore_index"),
+        "Raise ValueError naming the first class index outside [0, num_classes) that is not ignore_index "
+        "(target: C-contiguous int64 (N,)).");
     m.def("loss_info", [] { return std::string(nnk::loss().name); });
 }
 

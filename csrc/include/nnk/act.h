@@ -19,8 +19,11 @@ namespace nnk {
 
 enum class Act : int { relu = 0, leaky_relu, elu, sigmoid, tanh, gelu, gelu_tanh, silu, softplus };
 
-// Elementary functions exposed for the accuracy tests (vmath.h).
-enum class MathFn : int { exp = 0, expm1, log, log1p, tanh, erf, erfc, sigmoid };
+// Elementary functions exposed for the accuracy tests (vmath.h); the "_f"
+// ones are the native-float32-lane versions (float64 lanes for float64 data
+// and in the generic variant).
+enum class MathFn : int { exp = 0, expm1, log, log1p, tanh, erf, erfc, sigmoid,
+                          exp_f, expm1_f, log_f, log1p_f, tanh_f, sigmoid_f, erf_f, erfc_f };
 
 struct ActKernels {
     const char* name;

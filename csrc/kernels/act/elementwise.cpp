@@ -50,12 +50,154 @@ void map2(T* out, const T* g, const T* x, index_t n, index_t cost, F f) {
 inline V gelu_cdf(V x) { return 0.5 * vm::erfc(-x * kInvSqrt2); }
 inline V gelu_tanh_inner(V x) { return kSqrt2OverPi * (x + kGeluC * x * x * x); }
 
+#if NNK_VM_VECTOR
+using vm::splatf;
+using vm::VF2;
+using vm::WF;
+
+// float32 on native float lanes: out[i] = f(x[i])
+template <class F>
+void mapf1(float* out, const float* x, index_t n, index_t cost, F f) {
+    parallel_chunks(n, n * cost, 64, [&](index_t lo, index_t hi) {
+        index_t i = lo;
+        for (; i + WF <= hi; i += WF) vm::storef(out + i, f(vm::loadf(x + i)));
+        if (i < hi) vm::store_partf(out + i, f(vm::load_partf(x + i, hi - i, 0.0f)), hi - i);
+    });
+}
+
+template <class F>
+void mapf2(float* out, const float* g, const float* x, index_t n, index_t cost, F f) {
+    parallel_chunks(n, n * cost, 64, [&](index_t lo, index_t hi) {
+        index_t i = lo;
+        for (; i + WF <= hi; i += WF) vm::storef(out + i, f(vm::loadf(g + i), vm::loadf(x + i)));
+        if (i < hi)
+            vm::store_partf(out + i, f(vm::load_partf(g + i, hi - i, 0.0f), vm::load_partf(x + i, hi - i, 0.0f)),
+                            hi - i);
+    });
+}
+#endif
+
 // Elementwise cost (element-ops) for the parallel threshold.
 constexpr index_t kCheap = 1, kTranscendental = 8;
+
+// float32 activations on native float lanes (vmath.h "_f" functions).
+// Returns false for the generic variant (float64 lanes = the C library).
+inline bool act_forward_f32_native(float* out, const float* x, index_t n, Act act, double p0, double p1) {
+#if NNK_VM_VECTOR
+    const float a = float(p0), b = float(p0), thr = float(p1);
+    switch (act) {
+        case Act::relu:
+            mapf1(out, x, n, kCheap, [](VF2 v) { return v <= 0.0f ? splatf(0.0f) : v; });
+            return true;
+        case Act::leaky_relu:
+            mapf1(out, x, n, kCheap, [=](VF2 v) { return v > 0.0f ? v : v * a; });
+            return true;
+        case Act::elu:
+            mapf1(out, x, n, kTranscendental, [=](VF2 v) { return v > 0.0f ? v : a * vm::expm1_f(v); });
+            return true;
+        case Act::sigmoid:
+            mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::sigmoid_f(v); });
+            return true;
+        case Act::tanh:
+            mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::tanh_f(v); });
+            return true;
+        case Act::gelu:  // x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2
+            mapf1(out, x, n, kTranscendental,
+                  [](VF2 v) { return v * (0.5f * vm::erfc_f(-v * float(kInvSqrt2))); });
+            return true;
+        case Act::gelu_tanh:
+            mapf1(out, x, n, kTranscendental, [](VF2 v) {
+                VF2 inner = float(kSqrt2OverPi) * (v + float(kGeluC) * v * v * v);
+                return 0.5f * v * (1.0f + vm::tanh_f(inner));
+            });
+            return true;
+        case Act::silu:
+            mapf1(out, x, n, kTranscendental, [](VF2 v) { return v * vm::sigmoid_f(v); });
+            return true;
+        case Act::softplus:
+            mapf1(out, x, n, kTranscendental, [=](VF2 v) {
+                VF2 bx = v * b;
+                return bx > thr ? v : vm::softplus_f(bx) / b;
+            });
+            return true;
+        default:
+            return false;
+    }
+#else
+    (void)out, (void)x, (void)n, (void)act, (void)p0, (void)p1;
+    return false;
+#endif
+}
+
+inline bool act_backward_f32_native(float* gx, const float* go, const float* x, index_t n, Act act, double p0,
+                                    double p1) {
+#if NNK_VM_VECTOR
+    const float a = float(p0), b = float(p0), thr = float(p1);
+    switch (act) {
+        case Act::relu:
+            mapf2(gx, go, x, n, kCheap, [](VF2 g, VF2 v) { return v <= 0.0f ? splatf(0.0f) : g; });
+            return true;
+        case Act::leaky_relu:
+            mapf2(gx, go, x, n, kCheap, [=](VF2 g, VF2 v) { return v > 0.0f ? g : g * a; });
+            return true;
+        case Act::elu:
+            mapf2(gx, go, x, n, kTranscendental, [=](VF2 g, VF2 v) { return v > 0.0f ? g : g * (a * vm::exp_f(v)); });
+            return true;
+        case Act::sigmoid:
+            mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
+                VF2 sg = vm::sigmoid_f(v);
+                return g * (sg * (1.0f - sg));
+            });
+            return true;
+        case Act::tanh:
+            mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
+                VF2 t;
+                return g * vm::tanh_sech2_f(v, t);
+            });
+            return true;
+        case Act::gelu:  // Phi(x) + x phi(x)
+            mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
+                VF2 cdf = 0.5f * vm::erfc_f(-v * float(kInvSqrt2));
+                return g * (cdf + v * (float(kInvSqrt2Pi) * vm::exp_f(-0.5f * v * v)));
+            });
+            return true;
+        case Act::gelu_tanh:
+            mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
+                VF2 t;
+                VF2 sech2 = vm::tanh_sech2_f(float(kSqrt2OverPi) * (v + float(kGeluC) * v * v * v), t);
+                VF2 dinner = float(kSqrt2OverPi) * (1.0f + float(3.0 * kGeluC) * v * v);
+                VF2 second = 0.5f * v * sech2 * dinner;  // 0 once sech2 underflows (|x| huge: v^3 = inf)
+                second = (sech2 == 0.0f) & (vm::vabsf(v) < INFINITY) ? splatf(0.0f) : second;  // inf: NaN, as torch
+                return g * (0.5f * (1.0f + t) + second);
+            });
+            return true;
+        case Act::silu:
+            mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
+                VF2 sg = vm::sigmoid_f(v);
+                return g * (sg * (1.0f + v * (1.0f - sg)));
+            });
+            return true;
+        case Act::softplus:
+            mapf2(gx, go, x, n, kTranscendental, [=](VF2 g, VF2 v) {
+                VF2 bx = v * b;
+                return bx > thr ? g : g * vm::sigmoid_f(bx);
+            });
+            return true;
+        default:
+            return false;
+    }
+#else
+    (void)gx, (void)go, (void)x, (void)n, (void)act, (void)p0, (void)p1;
+    return false;
+#endif
+}
 
 template <class T>
 void act_forward(T* out, const T* x, index_t n, Act act, double p0, double p1) {
     // out(n) := act(x(n))
+    if constexpr (sizeof(T) == 4) {
+        if (act_forward_f32_native(out, x, n, act, p0, p1)) return;
+    }
     switch (act) {
         case Act::relu:  // NaN <= 0 is false: NaN propagates
             return map1(out, x, n, kCheap, [](V v) { return v <= 0.0 ? splat(0.0) : v; });
@@ -85,6 +227,9 @@ void act_forward(T* out, const T* x, index_t n, Act act, double p0, double p1) {
 template <class T>
 void act_backward(T* grad_x, const T* grad_out, const T* x, index_t n, Act act, double p0, double p1) {
     // grad_x(n) := grad_out(n) * act'(x(n)), PyTorch's value at kinks
+    if constexpr (sizeof(T) == 4) {
+        if (act_backward_f32_native(grad_x, grad_out, x, n, act, p0, p1)) return;
+    }
     switch (act) {
         case Act::relu:  // relu'(0) = 0; NaN input passes the gradient (as torch)
             return map2(grad_x, grad_out, x, n, kCheap, [](V g, V v) { return v <= 0.0 ? splat(0.0) : g; });
@@ -128,6 +273,33 @@ void act_backward(T* grad_x, const T* grad_out, const T* x, index_t n, Act act, 
 
 template <class T>
 void math_fn(T* out, const T* x, index_t n, MathFn fn) {
+#if NNK_VM_VECTOR
+    if constexpr (sizeof(T) == 4) {
+        switch (fn) {  // the native float32 functions used by the float32 activations
+            case MathFn::exp_f: return mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::exp_f(v); });
+            case MathFn::expm1_f: return mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::expm1_f(v); });
+            case MathFn::log_f: return mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::log_f(v); });
+            case MathFn::log1p_f: return mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::log1p_f(v); });
+            case MathFn::tanh_f: return mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::tanh_f(v); });
+            case MathFn::sigmoid_f:
+                return mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::sigmoid_f(v); });
+            case MathFn::erf_f: return mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::erf_f(v); });
+            case MathFn::erfc_f: return mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::erfc_f(v); });
+            default: break;
+        }
+    }
+#endif
+    switch (fn) {
+        case MathFn::exp_f: fn = MathFn::exp; break;  // float64 lanes (generic, or float64 data)
+        case MathFn::expm1_f: fn = MathFn::expm1; break;
+        case MathFn::log_f: fn = MathFn::log; break;
+        case MathFn::log1p_f: fn = MathFn::log1p; break;
+        case MathFn::tanh_f: fn = MathFn::tanh; break;
+        case MathFn::sigmoid_f: fn = MathFn::sigmoid; break;
+        case MathFn::erf_f: fn = MathFn::erf; break;
+        case MathFn::erfc_f: fn = MathFn::erfc; break;
+        default: break;
+    }
     switch (fn) {
         case MathFn::exp: return map1(out, x, n, kTranscendental, [](V v) { return vm::exp(v); });
         case MathFn::expm1: return map1(out, x, n, kTranscendental, [](V v) { return vm::expm1(v); });
@@ -137,6 +309,7 @@ void math_fn(T* out, const T* x, index_t n, MathFn fn) {
         case MathFn::erf: return map1(out, x, n, kTranscendental, [](V v) { return vm::erf(v); });
         case MathFn::erfc: return map1(out, x, n, kTranscendental, [](V v) { return vm::erfc(v); });
         case MathFn::sigmoid: return map1(out, x, n, kTranscendental, [](V v) { return vm::sigmoid(v); });
+        default: return;
     }
 }
 

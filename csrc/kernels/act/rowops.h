@@ -29,16 +29,89 @@ inline double row_exp_sum(T* e, const T* x, index_t c, double m) {
     V s = vm::splat(0.0);
     index_t j = 0;
     for (; j + W <= c; j += W) {
-        V v = vm::exp(vm::load(x + j) - m);
+        V v = vm::exp_t<T>(vm::load(x + j) - m);
         if (e) vm::store(e + j, v);
         s += v;
     }
     if (j < c) {
-        V v = vm::exp(vm::load_part(x + j, c - j, -INFINITY) - m);
+        V v = vm::exp_t<T>(vm::load_part(x + j, c - j, -INFINITY) - m);
         if (e) vm::store_part(e + j, v, c - j);
         s += v;
     }
     return vm::hsum(s);
+}
+
+#if NNK_VM_VECTOR
+// float32 rows on native float lanes (twice the lanes, exp_f); sums in float64.
+inline double row_max(const float* x, index_t c) {
+    using vm::VF2;
+    VF2 m = vm::splatf(-INFINITY);
+    index_t j = 0;
+    for (; j + vm::WF <= c; j += vm::WF) {
+        VF2 v = vm::loadf(x + j);
+        m = (m > v) | (m != m) ? m : v;
+    }
+    if (j < c) {
+        VF2 v = vm::load_partf(x + j, c - j, -INFINITY);
+        m = (m > v) | (m != m) ? m : v;
+    }
+    float b[vm::WF];
+    vm::storef(b, m);
+    float r = b[0];
+    for (int k = 1; k < vm::WF; ++k) r = (b[k] > r || b[k] != b[k]) ? b[k] : r;
+    return r;
+}
+
+// the two halves of a float register as float64 lanes
+inline void widen(vm::VF2 v, V& lo, V& hi) {
+#if defined(NNK_ISA_AVX512)
+    lo = __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7), V);
+    hi = __builtin_convertvector(__builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15), V);
+#else
+    lo = __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), V);
+    hi = __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), V);
+#endif
+}
+
+inline double row_exp_sum(float* e, const float* x, index_t c, double m) {
+    using vm::VF2;
+    const VF2 mf = vm::splatf(float(m));  // m is one of the x: exact in float
+    V s0 = vm::splat(0.0), s1 = vm::splat(0.0);
+    index_t j = 0;
+    for (; j + vm::WF <= c; j += vm::WF) {
+        VF2 v = vm::exp_f(vm::loadf(x + j) - mf);
+        if (e) vm::storef(e + j, v);
+        V lo, hi;
+        widen(v, lo, hi);
+        s0 += lo;
+        s1 += hi;
+    }
+    if (j < c) {
+        VF2 v = vm::exp_f(vm::load_partf(x + j, c - j, -INFINITY) - mf);
+        if (e) vm::store_partf(e + j, v, c - j);
+        V lo, hi;
+        widen(v, lo, hi);
+        s0 += lo;
+        s1 += hi;
+    }
+    return vm::hsum(s0) + vm::hsum(s1);
+}
+#endif
+
+// y[j] := y[j] * a - b for j < c (the in-place gradient / normalisation pass)
+template <class T>
+inline void row_scale(T* y, index_t c, double a, double b) {
+    index_t j = 0;
+#if NNK_VM_VECTOR
+    if constexpr (sizeof(T) == 4) {
+        const float af = float(a), bf = float(b);
+        for (; j + vm::WF <= c; j += vm::WF) vm::storef(y + j, vm::loadf(y + j) * af - bf);
+        if (j < c) vm::store_partf(y + j, vm::load_partf(y + j, c - j, 0.0f) * af - bf, c - j);
+        return;
+    }
+#endif
+    for (; j + W <= c; j += W) vm::store(y + j, vm::load(y + j) * a - b);
+    if (j < c) vm::store_part(y + j, vm::load_part(y + j, c - j, 0.0) * a - b, c - j);
 }
 
 // sum_j a[j] * b[j] (b null: sum_j a[j])

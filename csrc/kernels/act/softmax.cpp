@@ -20,11 +20,9 @@ void softmax_row(T* y, const T* x, index_t c, bool log) {
     const double m = row_max(x, c);
     if (!log) {
         const double inv = 1.0 / row_exp_sum(y, x, c, m);
-        index_t j = 0;
-        for (; j + W <= c; j += W) vm::store(y + j, vm::load(y + j) * inv);
-        if (j < c) vm::store_part(y + j, vm::load_part(y + j, c - j, 0.0) * inv, c - j);
+        row_scale(y, c, inv, 0.0);
     } else {
-        const double ls = std::log(row_exp_sum<T>(nullptr, x, c, m));
+        const double ls = std::log(row_exp_sum(static_cast<T*>(nullptr), x, c, m));
         index_t j = 0;
         for (; j + W <= c; j += W) vm::store(y + j, (vm::load(x + j) - m) - ls);
         if (j < c) vm::store_part(y + j, (vm::load_part(x + j, c - j, 0.0) - m) - ls, c - j);

@@ -64,8 +64,7 @@ double ce_row_index(const CrossEntropyProblem<T>& p, index_t i, double scale, do
         const double off = scale * eps / double(c);
         index_t j = 0;
         if (eps == 0.0 || !p.weight) {
-            for (; j + W <= c; j += W) vm::store(g + j, vm::load(g + j) * coef - off);
-            if (j < c) vm::store_part(g + j, vm::load_part(g + j, c - j, 0.0) * coef - off, c - j);
+            row_scale(g, c, coef, off);
         } else {
             for (; j + W <= c; j += W) vm::store(g + j, vm::load(g + j) * coef - off * vm::load(p.weight + j));
             if (j < c)
@@ -124,6 +123,65 @@ double ce_row_prob(const CrossEntropyProblem<T>& p, index_t i, double scale, dou
     return loss;
 }
 
+// Short rows (c <= kSmallC, index targets): W rows at once, one row per lane.
+// The block is transposed into xb[j * W + r] so every vector op works on W
+// full lanes (a row of 10 classes would otherwise fill 10 of 16 lanes and
+// pay the horizontal reductions for each row).
+constexpr index_t kSmallC = 32;
+
+template <class T>
+void ce_block_small(const CrossEntropyProblem<T>& p, index_t i0, index_t nr, double scale, double wsum,
+                    double* row_loss) {
+    const index_t c = p.c;
+    const double eps = p.label_smoothing, u = eps / double(c);
+    alignas(64) double xb[kSmallC * W];
+    alignas(64) double yb[W], wyb[W], xyb[W], lb[W];
+    for (index_t r = 0; r < W; ++r) {
+        const index_t rr = r < nr ? r : 0;  // padding lanes repeat row 0 (results discarded)
+        const T* x = p.logits + (i0 + rr) * c;
+        for (index_t j = 0; j < c; ++j) xb[j * W + r] = double(x[j]);
+        const std::int64_t y = p.target_idx[i0 + rr];
+        const bool ign = y == p.ignore_index;
+        yb[r] = ign ? 0.0 : 1.0;
+        wyb[r] = ign ? 0.0 : (p.weight ? double(p.weight[y]) : 1.0);
+        xyb[r] = ign ? 0.0 : double(x[y]);
+    }
+    V m = splat(-INFINITY);
+    for (index_t j = 0; j < c; ++j) m = vm::vmax_nan(m, vm::load(xb + j * W));
+    V s = splat(0.0), wx = splat(0.0);
+    for (index_t j = 0; j < c; ++j) {
+        V xj = vm::load(xb + j * W);
+        if (eps != 0.0) wx += xj * (p.weight ? double(p.weight[j]) : 1.0);
+        V e = vm::exp_t<T>(xj - m);
+        vm::store(xb + j * W, e);  // xb now holds e
+        s += e;
+    }
+    const V logs = vm::log(s);
+    const V valid = vm::load(yb), wy = vm::load(wyb);
+    V loss = (1.0 - eps) * wy * ((m - vm::load(xyb)) + logs);
+    if (eps != 0.0) loss += u * (wsum * (m + logs) - wx);
+    loss = valid != 0.0 ? loss : splat(0.0);
+    vm::store(lb, loss);
+    for (index_t r = 0; r < nr; ++r) row_loss[r] = lb[r];
+    if (!p.grad) return;
+    const V coef = scale * ((1.0 - eps) * wy + u * wsum) / s;
+    const double off = scale * u;
+    for (index_t j = 0; j < c; ++j) {
+        V g = vm::load(xb + j * W) * coef - off * (p.weight ? double(p.weight[j]) : 1.0);
+        vm::store(xb + j * W, g);
+    }
+    for (index_t r = 0; r < nr; ++r) {
+        T* g = p.grad + (i0 + r) * c;
+        const std::int64_t y = p.target_idx[i0 + r];
+        if (y == p.ignore_index) {
+            for (index_t j = 0; j < c; ++j) g[j] = T(0);
+            continue;
+        }
+        for (index_t j = 0; j < c; ++j) g[j] = T(xb[j * W + r]);
+        g[y] = T(xb[y * W + r] - scale * (1.0 - eps) * wyb[r]);
+    }
+}
+
 template <class T>
 double weight_sum(const T* w, index_t c) {
     if (!w) return double(c);
@@ -150,6 +208,17 @@ double cross_entropy(const CrossEntropyProblem<T>& p) {
     if (p.mean) scale = p.target_idx ? 1.0 / index_denominator(p) : 1.0 / double(n);
     const double wsum = weight_sum(p.weight, c);
     RowLosses rl(n);
+    if (p.target_idx && c <= kSmallC && W > 1) {
+        parallel_chunks(n, n * c * 6, W, [&](index_t lo, index_t hi) {
+            for (index_t i = lo; i < hi; i += W) {
+                const index_t nr = hi - i < W ? hi - i : W;
+                ce_block_small(p, i, nr, scale, wsum, rl.v + i);
+                if (p.losses)
+                    for (index_t r = 0; r < nr; ++r) p.losses[i + r] = T(rl.v[i + r]);
+            }
+        });
+        return scale * rl.sum(n);
+    }
     parallel_chunks(n, n * c * 6, 1, [&](index_t lo, index_t hi) {
         for (index_t i = lo; i < hi; ++i) {
             const double l = p.target_idx ? ce_row_index(p, i, scale, wsum) : ce_row_prob(p, i, scale, wsum);

@@ -22,6 +22,7 @@ from typing import Optional
 
 import numpy as np
 
+from .._native import _C
 from ..backends import resolve
 from ._checks import FLOAT_DTYPES, as_float_array, check_finite_scalar, require_ndim
 
@@ -42,6 +43,8 @@ def _reduction(reduction, allowed=_REDUCTIONS) -> str:
 
 
 def _int_arg(v, name: str) -> int:
+    if type(v) is int:
+        return v
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
     return int(v)
@@ -74,14 +77,8 @@ def _class_indices(t: np.ndarray, x: np.ndarray, c: int, ignore_index: int) -> n
     if t.dtype != np.int64:
         t = t.astype(np.int64)
     t = _contig(t)
-    if t.size:
-        lo, hi = t.min(), t.max()
-        if lo < 0 or hi >= c:
-            bad = ((t < 0) | (t >= c)) & (t != ignore_index)
-            if bad.any():
-                pos = int(np.argmax(bad))
-                raise ValueError(f"target: class index {int(t[pos])} at position {pos} is out of range "
-                                 f"[0, {c}) (and is not ignore_index={ignore_index})")
+    # one native pass (with the GIL held): ValueError naming the first bad index and its position
+    _C.check_class_indices(t, c, ignore_index)
     return t
 
 
