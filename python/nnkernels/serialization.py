@@ -17,7 +17,7 @@ import json
 import os
 import struct
 import tempfile
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from .optimizer import Optimizer
 

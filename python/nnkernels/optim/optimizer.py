@@ -14,7 +14,7 @@ still checks every in-place array).
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 import numpy as np
 
