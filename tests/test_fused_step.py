@@ -260,3 +260,39 @@ def test_nan_propagates(backend, rng):
     loss = plan.step(x, np.zeros(5, np.int64), 0.1, 1)
     assert np.isnan(loss)
     assert np.isnan(spec.params).any()
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 5])
+@pytest.mark.parametrize("act", ["relu", "gelu", "sigmoid"])
+def test_small_batches_vs_torch(backend, dtype, n, act, rng):
+    """n <= 4 takes the matrix-vector path in the native step (no packing)."""
+    dims = [40, 33, 17, 6]
+    spec = make_spec(dims, [act, act, "none"], [0.0] * 3, "cross_entropy", "adam", dtype, rng)
+    xs, ys = batches(spec, rng, n, 8)
+    ref_loss, ref_p, ref_g = torch_steps(copy_spec(spec), xs, ys, 1e-2)
+    losses = run_plan(backend, spec, xs, ys, 1e-2)
+    tol = params_tol(dtype)
+    np.testing.assert_allclose(losses, ref_loss, **tol)
+    np.testing.assert_allclose(spec.params, ref_p, **tol)
+    np.testing.assert_allclose(spec.grads, ref_g, **tol)
+
+
+def test_optimizer_flushes_denormal_state(rng):
+    """Adam state that decayed into the denormal range is flushed to zero (FTZ/DAZ in
+    the update pass, see docs/fused-step.md); normal values and NaN are unaffected."""
+    import platform
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("FTZ/DAZ are set on x86-64 only")
+    spec = make_spec([6, 5, 3], ["relu", "none"], [0.0] * 2, "cross_entropy", "adam", np.float32, rng,
+                     bias=False)
+    spec.state[0][:] = np.float32(1e-40)  # denormal exp_avg
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    x[:, 2] = 0.0  # column 2 of W0 gets an exactly zero gradient
+    plan = load_backend("cpp").mlp_step_plan(spec)
+    plan.step(x, rng.integers(0, 3, 4), 1e-3, 10)
+    W0 = slice(spec.w_off[0], spec.w_off[0] + 30)
+    m0 = spec.state[0][W0].reshape(5, 6)
+    g0 = spec.grads[W0].reshape(5, 6)
+    assert np.all(g0[:, 2] == 0) and np.all(m0[:, 2] == 0)
+    nz = g0 != 0
+    np.testing.assert_allclose(m0[nz], np.float32(0.1) * g0[nz], rtol=1e-6)

@@ -33,6 +33,7 @@ class History:
     lr: list = field(default_factory=list)
     seconds: list = field(default_factory=list)  # wall time of each epoch (train + validation)
     stopped_epoch: Optional[int] = None  # set when early stopping ended training
+    fused: bool = False  # every training step ran as one fused native call (docs/fused-step.md)
     best_epoch: Optional[int] = None
 
     @property
@@ -42,7 +43,7 @@ class History:
     def as_dict(self) -> dict:
         return {"train_loss": self.train_loss, "val_loss": self.val_loss,
                 "val_accuracy": self.val_accuracy, "lr": self.lr, "seconds": self.seconds,
-                "stopped_epoch": self.stopped_epoch, "best_epoch": self.best_epoch}
+                "stopped_epoch": self.stopped_epoch, "best_epoch": self.best_epoch, "fused": self.fused}
 
 
 class EarlyStopping:
@@ -111,8 +112,14 @@ def train_step(model: nn.Module, loss_fn, optimizer, x: np.ndarray, y: np.ndarra
     """One optimisation step on a batch; returns the batch loss."""
     fused = getattr(model, "train_step", None)
     if fused is not None and clip_grad_norm is None:
-        # Issue 8 hook: a model with a fused native train step does all of the below in one call.
+        # Issue 8: a model with a train_step (Sequential, MLP) runs one fused native call when it
+        # can and falls back to the layer path itself (model.last_step_fused says which ran).
         return float(fused(x, y, loss_fn, optimizer))
+    return _layer_train_step(model, loss_fn, optimizer, x, y, clip_grad_norm)
+
+
+def _layer_train_step(model, loss_fn, optimizer, x, y, clip_grad_norm: Optional[float] = None) -> float:
+    """The layer-by-layer step: zero_grad, forward, loss, backward, [clip], step."""
     optimizer.zero_grad()
     out = model(x)
     loss = loss_fn(out, y)
@@ -152,6 +159,7 @@ def fit(model: nn.Module, loss_fn, optimizer, train, val=None, *, epochs: int = 
     classification = _is_classification(loss_fn)
     per_batch_sched = isinstance(scheduler, OneCycleLR)
     hist = History()
+    all_fused = True
     if early_stopping is not None:
         early_stopping.reset()
     start_epoch = 0
@@ -168,6 +176,7 @@ def fit(model: nn.Module, loss_fn, optimizer, train, val=None, *, epochs: int = 
         batches = _progress(train_dl, progress, f"epoch {epoch + 1}/{epochs}")
         for xb, yb in batches:
             loss = train_step(model, loss_fn, optimizer, _cast_input(model, xb), yb, clip_grad_norm)
+            all_fused = all_fused and bool(getattr(model, "last_step_fused", False)) and clip_grad_norm is None
             total += loss * len(xb)
             count += len(xb)
             if per_batch_sched:
@@ -177,9 +186,10 @@ def fit(model: nn.Module, loss_fn, optimizer, train, val=None, *, epochs: int = 
         if progress:
             batches.close()
         hist.train_loss.append(total / max(count, 1))
+        hist.fused = all_fused and count > 0
         hist.lr.append(optimizer.param_groups[0]["lr"])
 
-        logs = {"epoch": epoch, "train_loss": hist.train_loss[-1]}
+        logs = {"epoch": epoch, "train_loss": hist.train_loss[-1], "fused": hist.fused}
         if val_data is not None:
             res = evaluate(model, val_data.X, val_data.y, loss_fn=loss_fn,
                            batch_size=max(val_data.batch_size, 1024))
@@ -302,12 +312,19 @@ def _print_epoch(logs: dict, epochs: int) -> None:
     if "val_accuracy" in logs:
         parts.append(f"val_acc {logs['val_accuracy']:.4f}")
     parts.append(f"{logs['seconds']:.2f}s")
+    parts.append(f"fused={logs.get('fused', False)}")
     tqdm.write("  ".join(parts))
 
 
 def predict(model: nn.Module, X, *, batch_size: int = 1024) -> np.ndarray:
     """``model(X)`` in eval mode, in batches (the previous mode is restored)."""
     X = np.asarray(X)
+    if hasattr(model, "predict"):  # Sequential/MLP: fused native forward when possible
+        outs = [model.predict(_cast_input(model, np.ascontiguousarray(X[i:i + batch_size])))
+                for i in range(0, X.shape[0], batch_size)]
+        if not outs:
+            return np.empty((0,), dtype=model.dtype)
+        return np.concatenate(outs, axis=0)
     was_training = model.training
     model.eval()
     try:

@@ -21,6 +21,11 @@
 #include <cstring>
 #include <stdexcept>
 
+#if defined(__x86_64__) || defined(__SSE2__)
+#include <xmmintrin.h>
+#define NNK_HAVE_MXCSR 1
+#endif
+
 #include "../gemm/gemm_epilogue.h"
 #include "nnk/fused.h"
 #include "nnk/gemm.h"
@@ -167,6 +172,90 @@ void act_backward(FusedAct a, T param, T* g, const T* z, const T* h, index_t cou
     }
 }
 
+// ---- small batches ------------------------------------------------------------
+// For n <= kSmallBatch the three products are matrix-vector products: they read
+// W in place (the packed GEMM would copy every weight into panels once more per
+// GEMM, which at n = 1 costs as much as the arithmetic). Threads split the
+// independent outputs only; every dot product / axpy chain runs in a fixed
+// order, so results do not depend on the thread count.
+constexpr index_t kSmallBatch = 4;
+
+// f(begin, end) over [0, count) items of `item_work` each, chunks aligned to 16 items.
+template <class F>
+void parallel_items(index_t count, index_t item_work, F&& f) {
+    const int nt = threads_for(count * item_work);
+    if (nt <= 1) {
+        f(index_t(0), count);
+        return;
+    }
+    OmpErrors errors;
+#pragma omp parallel num_threads(nt)
+    errors.run([&] {
+        const int t = omp_get_thread_num(), nth = omp_get_num_threads();
+        const index_t per = ((count + nth - 1) / nth + 15) / 16 * 16;
+        const index_t b = t * per < count ? t * per : count;
+        const index_t e = b + per < count ? b + per : count;
+        if (b < e) f(b, e);
+    });
+    errors.rethrow();
+}
+
+// dst(n, dout) = epi(x(n, di; row stride ldx) @ W(dout, di).T + bias)
+template <class T>
+void small_forward(T* dst, const T* x, index_t ldx, const T* W, const T* bias, index_t n, index_t di,
+                   index_t dout, Epilogue epi, T param) {
+    parallel_items(dout, n * di, [&](index_t b, index_t e) {
+        for (index_t j = b; j < e; ++j) {
+            const T* __restrict wj = W + j * di;
+            for (index_t i = 0; i < n; ++i) {
+                const T* __restrict xi = x + i * ldx;
+                T s = 0;
+#pragma omp simd reduction(+ : s)
+                for (index_t p = 0; p < di; ++p) s += xi[p] * wj[p];
+                if (bias) s += bias[j];
+                dst[i * dout + j] = epi != Epilogue::none ? apply_epilogue(s, epi, param) : s;
+            }
+        }
+    });
+}
+
+// dW(dout, di) = dz(n, dout).T @ h(n, di; row stride ldh)
+template <class T>
+void small_weight_grad(T* dW, const T* dz, const T* h, index_t ldh, index_t n, index_t di, index_t dout) {
+    parallel_items(dout, n * di, [&](index_t b, index_t e) {
+        for (index_t j = b; j < e; ++j) {
+            T* __restrict w = dW + j * di;
+            const T d0 = dz[j];
+            const T* __restrict h0 = h;
+#pragma omp simd
+            for (index_t p = 0; p < di; ++p) w[p] = d0 * h0[p];
+            for (index_t i = 1; i < n; ++i) {
+                const T d = dz[i * dout + j];
+                const T* __restrict hi = h + i * ldh;
+#pragma omp simd
+                for (index_t p = 0; p < di; ++p) w[p] += d * hi[p];
+            }
+        }
+    });
+}
+
+// dh(n, di) = dz(n, dout) @ W(dout, di)
+template <class T>
+void small_input_grad(T* dh, const T* dz, const T* W, index_t n, index_t di, index_t dout) {
+    parallel_items(di, n * dout, [&](index_t b, index_t e) {
+        for (index_t i = 0; i < n; ++i) {
+            T* __restrict o = dh + i * di;
+            for (index_t p = b; p < e; ++p) o[p] = T(0);
+            for (index_t j = 0; j < dout; ++j) {
+                const T d = dz[i * dout + j];
+                const T* __restrict wj = W + j * di;
+#pragma omp simd
+                for (index_t p = b; p < e; ++p) o[p] += d * wj[p];
+            }
+        }
+    });
+}
+
 // ---- forward ----------------------------------------------------------------
 template <class T>
 const T* forward(const MlpModel<T>& M, const MlpBatch<T>& B, const MlpWorkspaceLayout& W,
@@ -197,7 +286,11 @@ const T* forward(const MlpModel<T>& M, const MlpBatch<T>& B, const MlpWorkspaceL
         p.bias = M.b_off[l] >= 0 ? M.params + M.b_off[l] : nullptr;
         p.epilogue = via_z ? Epilogue::none : epilogue_of(a);
         p.epilogue_param = M.act_param[l];
-        call_gemm<T>(p);
+        if (n <= kSmallBatch)
+            small_forward<T>(dst, in, ld_in, M.params + M.w_off[l], p.bias, n, di, dout, p.epilogue,
+                             p.epilogue_param);
+        else
+            call_gemm<T>(p);
         if (via_z) {
             const T param = M.act_param[l];
             parallel_chunks(n * dout, kElemMinWork / 8, [&](index_t b, index_t e) {
@@ -271,6 +364,25 @@ double loss_and_grad(const MlpBatch<T>& B, const T* out, index_t c, T* g, T* row
 // formulas, operation for operation. Each loop is a separate function with
 // restrict pointers, scalars by value and the options as template flags, so
 // the compiler vectorises it (no aliasing, no branches in the loop body).
+// Denormals: optimizer state decays geometrically where gradients are zero
+// (dead ReLU units, unused inputs) and reaches the denormal range after ~800
+// Adam steps; x86 then takes a microcode assist per operation (measured: the
+// Adam pass 4x slower at batch 1). The update passes run with FTZ/DAZ set on
+// the thread that runs them (restored afterwards), as XLA does for its CPU
+// code: values below FLT_MIN (1.2e-38) in the state are treated as zero.
+// NaN and infinity are unaffected. torch.set_flush_denormal(True) is the
+// PyTorch equivalent.
+class FlushDenormals {
+  public:
+#if defined(NNK_HAVE_MXCSR)
+    FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }
+    ~FlushDenormals() { _mm_setcsr(saved_); }
+
+  private:
+    unsigned saved_;
+#endif
+};
+
 template <class T, bool WD, bool MOMENTUM, bool NESTEROV>
 void sgd_chunk(T* __restrict p, const T* __restrict gr, T* __restrict buf, index_t b, index_t e, T gs,
                T lr, T wd, T mom, T damp1, bool first) {
@@ -354,6 +466,7 @@ void optimizer_update(const MlpModel<T>& M, const FusedOptim& o) {
             T* buf = M.state[0];
             const bool first = o.step <= 1, has_m = o.momentum != 0.0, nest = o.nesterov;
             parallel_chunks(count, kElemMinWork, [=](index_t b, index_t e) {
+                FlushDenormals ftz;
                 if (has_m) {
                     if (nest) {
                         if (has_wd) sgd_chunk<T, true, true, true>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
@@ -382,6 +495,7 @@ void optimizer_update(const MlpModel<T>& M, const FusedOptim& o) {
             T* m = M.state[0];
             T* v = M.state[1];
             if (!(w1 < T(0.5))) {  // rare (beta1 <= 0.5): scalar loop with the other lerp form
+                FlushDenormals ftz;
                 for (index_t i = 0; i < count; ++i) {
                     T g = gs * gr[i], pi = p[i];
                     if (wdk == 1) g = g + wd * pi;
@@ -393,6 +507,7 @@ void optimizer_update(const MlpModel<T>& M, const FusedOptim& o) {
                 return;
             }
             parallel_chunks(count, kElemMinWork, [=](index_t b, index_t e) {
+                FlushDenormals ftz;
                 if (wdk == 0) adam_chunk<T, 0>(p, gr, m, v, b, e, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
                 else if (wdk == 1) adam_chunk<T, 1>(p, gr, m, v, b, e, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
                 else adam_chunk<T, 2>(p, gr, m, v, b, e, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
@@ -406,6 +521,7 @@ void optimizer_update(const MlpModel<T>& M, const FusedOptim& o) {
             T* buf = M.state[1];
             T* ga = M.state[2];
             if (centered && !(w < T(0.5))) {  // rare (alpha <= 0.5): scalar, other lerp form
+                FlushDenormals ftz;
                 for (index_t i = 0; i < count; ++i) {
                     T g = gs * gr[i];
                     if (has_wd) g = g + wd * p[i];
@@ -422,6 +538,7 @@ void optimizer_update(const MlpModel<T>& M, const FusedOptim& o) {
                 return;
             }
             parallel_chunks(count, kElemMinWork, [=](index_t b, index_t e) {
+                FlushDenormals ftz;
 #define NNK_RMS(WDF, CF, MF) rmsprop_chunk<T, WDF, CF, MF>(p, gr, sq, buf, ga, b, e, gs, lr, wd, alpha, w, eps, mom)
                 if (has_wd) {
                     if (centered) { if (has_m) NNK_RMS(true, true, true); else NNK_RMS(true, true, false); }
@@ -476,7 +593,10 @@ double train_step(const MlpModel<T>& M, const MlpBatch<T>& B, const FusedOptim& 
             p.c = M.grads + M.w_off[l];
             p.rsc = di;
             p.csc = 1;
-            call_gemm<T>(p);
+            if (n <= kSmallBatch)
+                small_weight_grad<T>(p.c, g, hin, ld_in, n, di, dout);
+            else
+                call_gemm<T>(p);
         }
         if (M.b_off[l] >= 0) call_colsum<T>(M.grads + M.b_off[l], g, n, dout);
         if (l > 0) {  // dh[l-1](n, di) = dz @ W[l]
@@ -493,7 +613,10 @@ double train_step(const MlpModel<T>& M, const MlpBatch<T>& B, const FusedOptim& 
             p.c = gnext;
             p.rsc = di;
             p.csc = 1;
-            call_gemm<T>(p);
+            if (n <= kSmallBatch)
+                small_input_grad<T>(gnext, g, M.params + M.w_off[l], n, di, dout);
+            else
+                call_gemm<T>(p);
             T* t = g;
             g = gnext;
             gnext = t;

@@ -52,6 +52,31 @@ class Sequential(Module):
             x = m(x)
         return x
 
+    def train_step(self, x, y, loss_fn, optimizer) -> float:
+        """One training step (forward, loss, backward, optimizer step); returns the loss.
+
+        A plain stack of Linear + elementwise activations with CrossEntropyLoss
+        or MSELoss and SGD/Adam/AdamW/RMSprop runs as ONE native call (the
+        fused step, docs/fused-step.md); anything else runs layer by layer
+        with the same results. ``self.last_step_fused`` tells which path ran.
+        """
+        from ._fused import train_step
+        return train_step(self, x, y, loss_fn, optimizer)
+
+    def predict(self, x) -> np.ndarray:
+        """``self(x)`` with eval-mode semantics (Dropout off), without changing the
+        mode; a fused native forward when the model has a live fused plan."""
+        from ._fused import predict
+        out = predict(self, x)
+        if out is not None:
+            return out
+        was = self.training
+        self.eval()
+        try:
+            return self(x)
+        finally:
+            self.train(was)
+
     def backward(self, grad_out, need_input_grad: bool = True):
         """Backward through every module in reverse. With ``need_input_grad=False``
         the modules before the first one with parameters are skipped, and that
