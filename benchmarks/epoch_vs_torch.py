@@ -25,8 +25,6 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 
 def torch_run(ds, args, threads: int) -> dict:
     import torch

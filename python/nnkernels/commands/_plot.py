@@ -28,14 +28,15 @@ def plot_training(path: str, *, title: str, train_loss, val_loss, val_accuracy,
 
     tl, vl, va = clean(train_loss), clean(val_loss), clean(val_accuracy)
     epochs = np.arange(1, len(tl) + 1)
+    style = "o-" if len(tl) <= 40 else "-"  # markers only while they do not crowd
     ncols = 3 if boundary is not None else 2
     fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 4.2), layout="constrained")
     fig.suptitle(title)
 
     ax = axes[0]
-    ax.plot(epochs, tl, "o-", ms=3, label="train")
+    ax.plot(epochs, tl, style, ms=3, label="train")
     if len(vl) and np.isfinite(vl).any():
-        ax.plot(epochs[: len(vl)], vl, "o-", ms=3, label="validation")
+        ax.plot(epochs[: len(vl)], vl, style, ms=3, label="validation")
     ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy loss")
     ax.set_title("loss")
@@ -46,7 +47,7 @@ def plot_training(path: str, *, title: str, train_loss, val_loss, val_accuracy,
 
     ax = axes[1]
     if len(va) and np.isfinite(va).any():
-        ax.plot(epochs[: len(va)], 100 * va, "o-", ms=3, color="C1", label="validation")
+        ax.plot(epochs[: len(va)], 100 * va, style, ms=3, color="C1", label="validation")
     if test_accuracy is not None:
         ax.axhline(100 * test_accuracy, color="C2", ls="--",
                    label=f"test (final model): {100 * test_accuracy:.2f}%")

@@ -13,17 +13,19 @@ nnkernels.train; this module only turns arguments into those calls.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..cli import UsageError
-from ._common import (add_dataset_arguments, exit_quietly_on_broken_pipe, add_runtime_arguments, confusion_matrix,
-                      format_confusion_matrix, load_dataset, one_line_errors, setup_runtime)
+from ._common import (add_dataset_arguments, add_runtime_arguments, confusion_matrix,
+                      exit_quietly_on_broken_pipe, format_confusion_matrix, load_dataset,
+                      one_line_errors, setup_runtime)
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 SCHEDULERS = ("none", "step", "cosine", "onecycle", "plateau")
@@ -238,7 +240,6 @@ class TrainResult:
     train_seconds: float
     total_seconds: float
     samples_per_second: float
-    extra: dict = field(default_factory=dict)
 
 
 def _out(out, text: str = "") -> None:
@@ -262,28 +263,51 @@ def describe_model(cfg: Config, n_features: int, n_classes: int, n_params: int) 
             f"{opt}, {sched}, batch {cfg.batch_size}, {cfg.epochs} epochs")
 
 
-def _tracked_cross_entropy():
-    from .. import nn
+class _RunningLoss:
+    """Sum of the training batch losses of the current epoch, for the progress bar."""
 
-    class TrackedCrossEntropyLoss(nn.CrossEntropyLoss):
-        """CrossEntropyLoss that also sums the losses of the current epoch's training
-        batches (while ``tracking``), so the progress bar can show the running mean."""
+    def __init__(self) -> None:
+        self.tracking, self.total, self.count = False, 0.0, 0
 
-        tracking = False
-        total = 0.0
-        count = 0
+    def reset(self) -> None:
+        self.tracking, self.total, self.count = True, 0.0, 0
 
-        def __call__(self, input, target):
-            loss = super().__call__(input, target)
-            if self.tracking:
-                self.total += loss * len(input)
-                self.count += len(input)
-            return loss
-
-    return TrackedCrossEntropyLoss()
+    def add(self, loss: float, n: int) -> None:
+        if self.tracking:
+            self.total += float(loss) * n
+            self.count += n
 
 
-def _progress_loader(X, y, batch_size: int, seed: int, loss_fn, epochs: int, enabled: bool):
+@contextlib.contextmanager
+def _observe_batch_losses(running: _RunningLoss):
+    """Report each training batch's loss to ``running`` while ``fit`` runs.
+
+    ``fit`` returns per-epoch numbers only; to show a running loss per batch we
+    wrap :func:`nnkernels.train.train_step` (which ``fit`` calls for every batch)
+    for the duration of the run. The loss object itself stays a plain
+    CrossEntropyLoss, so the fused native training step is still used.
+    """
+    from .. import train as train_module
+
+    original = getattr(train_module, "train_step", None)
+    if original is None:  # nothing to observe: the bar shows batches and samples/s only
+        yield
+        return
+
+    def observed(model, loss_fn, optimizer, x, y, *args, **kwargs):
+        loss = original(model, loss_fn, optimizer, x, y, *args, **kwargs)
+        running.add(loss, len(x))
+        return loss
+
+    train_module.train_step = observed
+    try:
+        yield
+    finally:
+        train_module.train_step = original
+
+
+def _progress_loader(X, y, batch_size: int, seed: int, running: _RunningLoss, epochs: int,
+                     enabled: bool):
     """A shuffling DataLoader that draws a tqdm bar over each epoch's batches, with the
     running training loss and the samples per second."""
     from tqdm.auto import tqdm
@@ -295,7 +319,7 @@ def _progress_loader(X, y, batch_size: int, seed: int, loss_fn, epochs: int, ena
 
         def __iter__(self):
             self.epoch += 1
-            loss_fn.tracking, loss_fn.total, loss_fn.count = True, 0.0, 0
+            running.reset()
             bar = tqdm(total=len(self), desc=f"epoch {self.epoch}/{epochs}", unit="batch",
                        leave=False, disable=not enabled, dynamic_ncols=True, file=sys.stderr)
             t0 = time.perf_counter()
@@ -307,12 +331,12 @@ def _progress_loader(X, y, batch_size: int, seed: int, loss_fn, epochs: int, ena
                     if enabled:
                         rate = seen / max(time.perf_counter() - t0, 1e-9)
                         post = {"samples/s": f"{rate:,.0f}"}
-                        if loss_fn.count:
-                            post = {"loss": f"{loss_fn.total / loss_fn.count:.4f}", **post}
+                        if running.count:
+                            post = {"loss": f"{running.total / running.count:.4f}", **post}
                         bar.set_postfix(post, refresh=False)
                         bar.update(1)
             finally:
-                loss_fn.tracking = False
+                running.tracking = False
                 bar.close()
 
     return ProgressLoader(X, y, batch_size=batch_size, shuffle=True, seed=seed)
@@ -360,6 +384,7 @@ def train(args, dataset=None, out=None) -> TrainResult:
     setup_runtime(args)
 
     import nnkernels
+    from .. import nn
     from ..train import EarlyStopping, fit, predict
 
     ds = dataset if dataset is not None else load_dataset(args, seed=cfg.seed)
@@ -371,9 +396,10 @@ def train(args, dataset=None, out=None) -> TrainResult:
     optimizer = build_optimizer(cfg, model)
     steps_per_epoch = -(-len(ytr) // cfg.batch_size)
     scheduler = build_scheduler(cfg, optimizer, steps_per_epoch)
-    loss_fn = _tracked_cross_entropy()
+    loss_fn = nn.CrossEntropyLoss()
+    running = _RunningLoss()
     show_bar = not quiet and sys.stderr.isatty()
-    loader = _progress_loader(Xtr, ytr, cfg.batch_size, cfg.seed, loss_fn, cfg.epochs, show_bar)
+    loader = _progress_loader(Xtr, ytr, cfg.batch_size, cfg.seed, running, cfg.epochs, show_bar)
     early = EarlyStopping(patience=cfg.early_stopping) if cfg.early_stopping else None
 
     if not quiet:
@@ -391,9 +417,10 @@ def train(args, dataset=None, out=None) -> TrainResult:
             _out(out, _epoch_line(logs, cfg.epochs))
         return False
 
-    history = fit(model, loss_fn, optimizer, loader, val, epochs=cfg.epochs,
-                  batch_size=cfg.batch_size, scheduler=scheduler, early_stopping=early,
-                  callbacks=[report], progress=False)
+    with _observe_batch_losses(running):
+        history = fit(model, loss_fn, optimizer, loader, val, epochs=cfg.epochs,
+                      batch_size=cfg.batch_size, scheduler=scheduler, early_stopping=early,
+                      callbacks=[report], progress=False)
     train_seconds = float(sum(history.seconds))
     if not quiet and history.stopped_epoch is not None:
         _out(out, f"early stopping after epoch {history.stopped_epoch + 1}: no better validation "

@@ -30,7 +30,7 @@ from .idx import IDXFormatError, read_idx, write_idx
 __all__ = [
     "DataNotFoundError", "Dataset", "DownloadError", "IDXFormatError", "MNIST_MIRRORS",
     "cache_dir", "download_file", "load_digits", "load_fashion_mnist", "load_mnist", "make_moons",
-    "make_spirals", "make_xor", "read_idx", "write_idx",
+    "make_spirals", "make_xor", "read_idx", "sha256_of", "write_idx",
 ]
 
 
