@@ -31,15 +31,25 @@ inline std::string shape_str(const py::array& a) {
 
 inline std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
 
+// Equal dtypes are not always the same object (an unpickled array's '<f4' is
+// a fresh descriptor), so compare type number and byte order, never identity.
+inline bool same_native_type(const py::dtype& d, const py::dtype& want) {
+    if (d.is(want)) return true;
+    const unsigned short one = 1;
+    const char native = *reinterpret_cast<const char*>(&one) == 1 ? '<' : '>';
+    const char bo = d.byteorder();
+    return d.num() == want.num() && (bo == '=' || bo == '|' || bo == native);
+}
+
 inline DType float_dtype(const py::array& a, const char* name) {
-    if (a.dtype().is(py::dtype::of<float>())) return DType::f32;
-    if (a.dtype().is(py::dtype::of<double>())) return DType::f64;
+    if (same_native_type(a.dtype(), py::dtype::of<float>())) return DType::f32;
+    if (same_native_type(a.dtype(), py::dtype::of<double>())) return DType::f64;
     throw py::type_error(std::string(name) + ": expected a float32 or float64 array, got dtype " +
                          dtype_str(a));
 }
 
 inline void same_dtype(const py::array& a, const char* an, const py::array& b, const char* bn) {
-    if (!a.dtype().is(b.dtype()))
+    if (!same_native_type(a.dtype(), b.dtype()))
         throw py::type_error(std::string("dtype mismatch: ") + an + " is " + dtype_str(a) + " but " +
                              bn + " is " + dtype_str(b));
 }
