@@ -271,3 +271,13 @@ def test_optimizer_steps_update_in_place(case):
     ref = _outcome(lambda: _run_optim(case, "numpy"))
     res = run_everywhere(lambda be: _outcome(lambda: _run_optim(case, be)))
     _compare(case["opt"], res, ref, lambda r: 64 * _rtol(dt) * (np.abs(r) + 1e-3) + _atol(dt), case["desc"])
+
+
+def test_relu_backward_selects_like_torch():
+    """Found by hypothesis (random run): where x <= 0, relu's gradient is 0 even
+    for a NaN or inf grad_out (PyTorch's threshold_backward is a select). The
+    NumPy and Numba backends multiplied, giving NaN; the C++ one selected."""
+    x = np.array([-1.0, 0.0, 1.0, -2.0], np.float32)
+    g = np.array([np.nan, np.inf, np.nan, -np.inf], np.float32)
+    for label, got in run_everywhere(lambda be: ops.relu_backward(g, x, backend=be)).items():
+        np.testing.assert_array_equal(got, np.array([0.0, 0.0, np.nan, 0.0], np.float32), err_msg=label)
