@@ -8,7 +8,7 @@ M = 64, 256, 1024 with its three GEMMs:
     fwd      y(M, 256)  = x(M, 784) @ W(256, 784).T       (Linear forward, W.T a view)
     grad_x   gx(M, 784) = g(M, 256) @ W(256, 784)
     grad_W   gW(256, 784) = g.T(256, M) @ x(M, 784)         (g.T a view)
-At the end a table is printed (GFLOP/s = median time; % of the peak of the
+"nnk-numba" is the Numba backend's GEMM. At the end a table is printed (GFLOP/s = median time; % of the peak of the
 ISA's vector width measured by a tiny FMA loop in the same run, see
 _C.gemm_fma_peak). The machine may be shared: compare columns of one run.
 Restrict with -k, e.g. -k "square and 1024" or -k "nnk-avx512".
@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import contextlib
 
+import nnkernels
 import numpy as np
 import pytest
-
-import nnkernels
 from nnkernels import _C
 
 try:
@@ -34,7 +33,8 @@ except ImportError:  # pragma: no cover
     torch = None
 
 ISAS = list(_C.cpu_info()["supported"])
-IMPLS = [f"nnk-{isa}" for isa in ISAS] + ["numpy"] + (["torch"] if torch is not None else [])
+IMPLS = ([f"nnk-{isa}" for isa in ISAS] + ["nnk-numba", "numpy"]
+         + (["torch"] if torch is not None else []))
 THREADS = [1, 2]
 
 SQUARE = [("square", n, n, n, "nn") for n in (256, 512, 1024, 2048)]
@@ -89,6 +89,10 @@ def _peak(isa, threads):
 
 
 def _runner(impl, a, b, c):
+    if impl == "nnk-numba":
+        from nnkernels.backends import load_backend
+        gemm = load_backend("numba").gemm
+        return lambda: gemm(c, a, b, 1.0, 0.0)
     if impl.startswith("nnk-"):
         return lambda: _C.gemm(c, a, b, 1.0, 0.0)
     if impl == "numpy":
@@ -104,9 +108,10 @@ def test_gemm(benchmark, shape, impl, threads):
     name, m, k, n, layout = shape
     a, b, c = _operands(m, k, n, layout)
     flops = 2.0 * m * n * k
-    isa = impl[4:] if impl.startswith("nnk-") else ISAS[-1]
+    native = impl.startswith("nnk-") and impl != "nnk-numba"
+    isa = impl[4:] if native else ISAS[-1]
     peak = _peak(isa, threads)
-    with _threads(threads), (_isa(isa) if impl.startswith("nnk-") else contextlib.nullcontext()):
+    with _threads(threads), (_isa(isa) if native else contextlib.nullcontext()):
         fn = _runner(impl, a, b, c)
         fn()
         rounds = max(5, min(200, int(2e10 / flops)))

@@ -28,6 +28,19 @@ void set_num_threads(int n);
 // thread: measured on Sapphire Rapids, an OpenMP fork/join costs ~2-5 us.
 constexpr index_t kParallelMinWork = 1 << 16;
 
+// Header-defined helpers live in an anonymous namespace inside the variant's
+// namespace (nnk::<isa>:: in per-ISA units, nnk::common:: elsewhere): every
+// translation unit keeps its own copy, so the linker can never pick an
+// AVX-512-compiled copy for the generic path, and the symbol names say which
+// variant a copy belongs to (tests/test_build.py checks the machine code).
+#ifdef NNK_NS
+#define NNK_HELPER_NS NNK_NS
+#else
+#define NNK_HELPER_NS common
+#endif
+namespace NNK_HELPER_NS {
+namespace {
+
 // Number of threads worth using for `work` units of work.
 inline int threads_for(index_t work, index_t min_work_per_thread = kParallelMinWork) {
     int nt = num_threads();
@@ -67,6 +80,11 @@ class OmpErrors {
 #ifdef NNK_NS
 }  // namespace NNK_NS
 #endif
+
+}  // namespace
+}  // namespace NNK_HELPER_NS
+using NNK_HELPER_NS::OmpErrors;
+using NNK_HELPER_NS::threads_for;
 
 // ---- ISA dispatch ----------------------------------------------------------
 Isa current_isa();

@@ -35,8 +35,9 @@ def run_bench(cfg: Config, suites: list, progress: bool = True, peak_seconds: Op
     for name in suites:
         tasks += SUITES[name].tasks(cfg)
     records = run_tasks(tasks, cfg.budget, peaks, progress=progress, stop_at=cfg.stop_at)
-    if not cfg.quick:
+    if not cfg.quick and (cfg.stop_at is None or time.perf_counter() < cfg.stop_at):
         _jax_at_fewer_threads(records, cfg, peaks)
+    desc["load_average_end"] = machine.load_average()
     config = {"threads": list(cfg.threads), "backends": list(cfg.backends), "quick": cfg.quick,
               "suites": list(suites), "primary": f"nnk:{cfg.backends[0]}",
               "budget": vars(cfg.budget).copy() if hasattr(cfg.budget, "__dict__") else {},

@@ -30,6 +30,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: environment variables that change what is measured
+ENV_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_PROC_BIND", "NNKERNELS_ISA",
+            "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
+
+
+def load_average() -> list:
+    """1, 5 and 15 minute load averages (a busy machine makes threaded figures noisy)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover
+        return []
+
+
 def describe() -> dict:
     import numpy
     import nnkernels
@@ -53,6 +66,8 @@ def describe() -> dict:
         "default_threads": info["threads"],
         "versions": versions,
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average": load_average(),
+        "env": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
         "argv": list(sys.argv),
     }
 

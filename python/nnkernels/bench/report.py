@@ -135,6 +135,13 @@ def markdown(res: dict, plots: Optional[list] = None) -> str:
             ("peak loop", f"{m['peak_loop']['chains']} chains x {m['peak_loop']['lanes']} fp32 lanes, "
                           f"{'FMA' if m['peak_loop']['fma'] else 'mul+add'}"),
             ("system", m["system"])]
+    if m.get("load_average"):
+        busy = m["load_average"][0] > 0.5 * (m.get("logical_cpus") or 1)
+        rows.append(("load average (1/5/15 min) at start, end",
+                     f"{m['load_average']}, {m.get('load_average_end', '?')}"
+                     + (" - other processes were running: threaded figures are noisy" if busy else "")))
+    if m.get("env"):
+        rows.append(("environment", ", ".join(f"{k}={v}" for k, v in m["env"].items())))
     rows += [(k, val if val is not None else "missing") for k, val in v.items()]
     out += [f"| {k} | {val} |" for k, val in rows]
     out += ["", "## Measured peak", "",

@@ -22,11 +22,10 @@ import math
 
 import numpy as np
 from numba import prange
-
-from ._gemm_store import act as _act
 from numba.core import config as _numba_config
 
 from . import _gemm_ukr
+from ._gemm_store import act as _act
 from ._gemm_ukr import MR, NR
 from ._jit import jit, jit_pair, pick
 
