@@ -51,13 +51,6 @@ inline int threads_for(index_t work, index_t min_work_per_thread = kParallelMinW
 
 // Exceptions must never escape an OpenMP region (std::terminate). Wrap the
 // body of every region: the first exception is kept and rethrown afterwards.
-// In kernel code it lives in the variant's namespace (nnk::<isa>::OmpErrors),
-// like every kernel symbol: an out-of-line copy compiled with AVX-512 flags
-// (GCC emits rethrow's cold path out of line) can then never be the one the
-// linker keeps for the generic variant (tests/test_build.py caught this).
-#ifdef NNK_NS
-namespace NNK_NS {
-#endif
 class OmpErrors {
   public:
     template <class F>
@@ -77,9 +70,6 @@ class OmpErrors {
     std::mutex mu_;
     std::exception_ptr err_;
 };
-#ifdef NNK_NS
-}  // namespace NNK_NS
-#endif
 
 }  // namespace
 }  // namespace NNK_HELPER_NS
