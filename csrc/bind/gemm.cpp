@@ -115,7 +115,8 @@ void colsum_entry(py::array out, py::array x, bool accumulate, const std::string
                               shape_str(out));
     require_c_contiguous(out, "out");
     require_writeable(out, "out");
-    if (x.shape(1) > 1 && x.strides(1) != x.itemsize())
+    // An empty x may have any strides (NumPy gives (0, 0) to some empty arrays).
+    if (x.shape(0) > 0 && x.shape(1) > 1 && x.strides(1) != x.itemsize())
         throw py::value_error("x: expected unit stride along the last axis");
     const index_t m = x.shape(0), n = x.shape(1);
     const index_t rsx = m > 1 ? elem_stride(x, "x", 0) : n;
@@ -127,7 +128,7 @@ void colsum_entry(py::array out, py::array x, bool accumulate, const std::string
         require_ndim(z, "z", 2);
         if (z.shape(0) != m || z.shape(1) != n)
             throw py::value_error("z: expected shape " + shape_str(x) + ", got " + shape_str(z));
-        if (n > 1 && z.strides(1) != z.itemsize())
+        if (m > 0 && n > 1 && z.strides(1) != z.itemsize())
             throw py::value_error("z: expected unit stride along the last axis");
         const index_t rsz = m > 1 ? elem_stride(z, "z", 0) : n;
         if (dt == DType::f32) {

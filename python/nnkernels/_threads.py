@@ -3,7 +3,8 @@
 Policy (see README, "Threads and OpenMP"): nnkernels keeps its own
 process-wide count. ``set_num_threads`` sets it for our C++ kernels and for
 Numba's pool; it never touches PyTorch's or any other library's count.
-At start-up the count is ``OMP_NUM_THREADS`` if set, else the number of cores.
+At import the count is ``NNKERNELS_NUM_THREADS`` or ``OMP_NUM_THREADS`` if
+set, else the number of CPUs the process may use (docs/threads.md).
 """
 
 from __future__ import annotations
@@ -44,10 +45,22 @@ def sync_numba_threads() -> None:
 
 
 def default_threads() -> int:
-    env = os.environ.get("OMP_NUM_THREADS")
-    if env:
-        try:
-            return max(1, int(env.split(",")[0]))
-        except ValueError:
-            pass
-    return os.cpu_count() or 1
+    """NNKERNELS_NUM_THREADS, else OMP_NUM_THREADS (its first level), else the
+    CPUs this process may run on."""
+    for var in ("NNKERNELS_NUM_THREADS", "OMP_NUM_THREADS"):
+        env = os.environ.get(var)
+        if env:
+            try:
+                return max(1, int(env.split(",")[0]))
+            except ValueError:
+                pass
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+# Fix our count now, from the environment, not lazily from OpenMP's
+# omp_get_max_threads(): that is per-thread state which another library
+# (torch.set_num_threads calls omp_set_num_threads) may already have changed.
+_C.set_num_threads(default_threads())

@@ -7,13 +7,15 @@ then validation, scheduler, callbacks and early stopping.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from . import nn
+from . import nn, random as nnk_random
+from .checkpoint import load_checkpoint, save_checkpoint
 from .data import DataLoader
 from .optim.lr_scheduler import OneCycleLR, ReduceLROnPlateau
 from .utils import clip_grad_norm_
@@ -131,7 +133,8 @@ def _layer_train_step(model, loss_fn, optimizer, x, y, clip_grad_norm: Optional[
 def fit(model: nn.Module, loss_fn, optimizer, train, val=None, *, epochs: int = 1,
         batch_size: int = 64, scheduler=None, early_stopping: Optional[EarlyStopping] = None,
         clip_grad_norm: Optional[float] = None, callbacks: Sequence[Callable] = (),
-        progress: bool = True, shuffle: bool = True, seed=None) -> History:
+        progress: bool = True, shuffle: bool = True, seed=None, checkpoint=None,
+        checkpoint_every: int = 1, resume=None) -> History:
     """Train ``model`` for ``epochs`` epochs; returns a :class:`History`.
 
     ``train``/``val``: ``(X, y)`` arrays or DataLoaders. ``scheduler`` is
@@ -139,7 +142,18 @@ def fit(model: nn.Module, loss_fn, optimizer, train, val=None, *, epochs: int = 
     (ReduceLROnPlateau: val loss, else train loss) or once per epoch (others).
     ``callbacks``: ``cb(epoch, logs, model)`` after each epoch; returning True
     stops training. ``progress``: a tqdm bar per epoch.
+
+    ``checkpoint``: a file path; every ``checkpoint_every`` epochs (and after
+    the last one) the model, optimizer, scheduler, early-stopping state,
+    history, epoch and every random generator's state are written to it
+    atomically (:mod:`nnkernels.checkpoint`). ``resume``: a checkpoint path
+    to continue from; with the same arguments, the resumed run ends with
+    bitwise the same weights as an uninterrupted one. Callbacks' own state
+    is not saved.
     """
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"epochs: expected an int >= 0, got {epochs!r}")
+    _check_checkpoint_args(checkpoint, checkpoint_every, resume)
     train_dl = _loader(train, batch_size, shuffle, seed)
     val_data = None if val is None else _loader(val, batch_size, False, None)
     classification = _is_classification(loss_fn)
@@ -149,7 +163,11 @@ def fit(model: nn.Module, loss_fn, optimizer, train, val=None, *, epochs: int = 
     if early_stopping is not None:
         early_stopping.reset()
     start_epoch = 0
-    # Issue 10 hook (resume=): restore model/optimizer/scheduler/history and set start_epoch here.
+    if resume is not None:
+        start_epoch, finished = _restore(resume, model, optimizer, scheduler, early_stopping, hist,
+                                         _generators(model, train_dl))
+        if finished:  # the checkpointed run had stopped early: nothing left to do
+            start_epoch = epochs
 
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
@@ -191,7 +209,6 @@ def fit(model: nn.Module, loss_fn, optimizer, train, val=None, *, epochs: int = 
         if progress:
             _print_epoch(logs, epochs)
 
-        # Issue 10 hook (checkpoint=): save model/optimizer/scheduler/history here.
         stop = any(bool(cb(epoch, logs, model)) for cb in callbacks)
         if early_stopping is not None:
             key = early_stopping.monitor
@@ -200,6 +217,9 @@ def fit(model: nn.Module, loss_fn, optimizer, train, val=None, *, epochs: int = 
             if early_stopping.update(epoch, logs[key], model):
                 stop = True
                 hist.stopped_epoch = epoch
+        if checkpoint is not None and (stop or (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+            save_checkpoint(checkpoint, _training_state(epoch + 1, stop, model, optimizer, scheduler,
+                                                        early_stopping, hist, _generators(model, train_dl)))
         if stop:
             break
 
@@ -208,6 +228,73 @@ def fit(model: nn.Module, loss_fn, optimizer, train, val=None, *, epochs: int = 
         if early_stopping.restore_best and early_stopping.best_state is not None:
             model.load_state_dict(early_stopping.best_state)
     return hist
+
+
+# ---- checkpoints (issue 10) -------------------------------------------------------
+
+def _check_checkpoint_args(checkpoint, checkpoint_every, resume) -> None:
+    for name, v in (("checkpoint", checkpoint), ("resume", resume)):
+        if v is not None and not isinstance(v, (str, os.PathLike)):
+            raise TypeError(f"{name}: expected a file path (str or os.PathLike) or None, got {type(v).__name__}")
+    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, (int, np.integer)) \
+            or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every: expected a positive int (epochs), got {checkpoint_every!r}")
+    if resume is not None and not os.path.isfile(resume):
+        raise ValueError(f"resume: no checkpoint file at {os.fspath(resume)!r}")
+
+
+def _generators(model: nn.Module, loader: DataLoader) -> dict:
+    """Every random generator training draws from, by a stable name: the global
+    one (dropout, shuffling without a seed), the loader's, and modules' own."""
+    gens = {"global": nnk_random.get_rng()}
+    if loader._rng is not None:
+        gens["loader"] = loader._rng
+    for name, m in model.named_modules():
+        if isinstance(getattr(m, "_rng", None), np.random.Generator):
+            gens[f"module:{name}"] = m._rng
+    return gens
+
+
+def _training_state(next_epoch, finished, model, optimizer, scheduler, early_stopping, hist, gens) -> dict:
+    sched = None
+    if scheduler is not None:  # callables (e.g. a lambda schedule) are rebuilt by the caller
+        sched = {k: v for k, v in scheduler.state_dict().items() if not callable(v)}
+    es = None
+    if early_stopping is not None:
+        es = {"best": early_stopping.best, "best_epoch": early_stopping.best_epoch,
+              "wait": early_stopping.wait,
+              "best_state": None if early_stopping.best_state is None else dict(early_stopping.best_state)}
+    return {"epoch": next_epoch, "finished": bool(finished), "model": dict(model.state_dict()),
+            "optimizer": optimizer.state_dict(), "scheduler": sched, "early_stopping": es,
+            "history": hist.as_dict(), "rng": {k: g.bit_generator.state for k, g in gens.items()}}
+
+
+def _restore(path, model, optimizer, scheduler, early_stopping, hist, gens) -> tuple[int, bool]:
+    """Load a checkpoint into the training objects; returns (epoch to start at, stopped early)."""
+    st = load_checkpoint(path)
+    for part, obj in (("scheduler", scheduler), ("early_stopping", early_stopping)):
+        if (st[part] is None) != (obj is None):
+            raise ValueError(f"resume: the checkpoint {'has' if st[part] is not None else 'has no'} "
+                             f"{part} state but fit was called {'without' if obj is None else 'with'} one")
+    if set(st["rng"]) != set(gens):
+        raise ValueError(f"resume: the checkpoint's random generators {sorted(st['rng'])} differ from "
+                         f"this run's {sorted(gens)} (pass the same seed= and model)")
+    try:
+        model.load_state_dict(st["model"])
+        optimizer.load_state_dict(st["optimizer"])
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"resume: checkpoint {os.fspath(path)!r} does not match the model/optimizer: {exc}") from exc
+    if scheduler is not None:
+        scheduler.load_state_dict(st["scheduler"])
+    if early_stopping is not None:
+        es = st["early_stopping"]
+        early_stopping.best, early_stopping.best_epoch = es["best"], es["best_epoch"]
+        early_stopping.wait, early_stopping.best_state = es["wait"], es["best_state"]
+    for k, v in st["history"].items():
+        setattr(hist, k, v)
+    for k, g in gens.items():
+        g.bit_generator.state = st["rng"][k]
+    return st["epoch"], st["finished"]
 
 
 def _progress(dl, enabled: bool, desc: str):

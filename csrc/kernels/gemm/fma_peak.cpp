@@ -20,8 +20,9 @@ double fma_peak_gflops(double seconds, int threads) {
     constexpr int CH = 16;
     constexpr long kInner = 1 << 12;
     double total = 0;
+    OmpErrors errors;
 #pragma omp parallel num_threads(threads) reduction(+ : total)
-    {
+    errors.run([&] {
         V acc[CH];
         for (int i = 0; i < CH; ++i) acc[i] = V{} + 0.001f * static_cast<float>(i);
         const V mul = V{} + 0.999999f, add = V{} + 1e-7f;
@@ -44,7 +45,8 @@ double fma_peak_gflops(double seconds, int threads) {
         float lanes[W];
         __builtin_memcpy(lanes, &sum, sizeof(sum));
         total += lanes[0] != 0.0f ? best : 0.0;  // keeps the chains alive (the sum is never 0)
-    }
+    });
+    errors.rethrow();
     return total;
 }
 

@@ -102,6 +102,9 @@ inline VF exp(VF x) {
     x = x > 88.7228f ? splat(88.7228f) : x;
     x = x < -87.3365f ? splat(-87.3365f) : x;
     VF t = x * 1.44269504088896341f + 0.5f;
+    // A NaN lane converts to INT_MIN and i - 1 below would overflow (UB, found
+    // by UBSan): give it exponent 0; the lane stays NaN through r.
+    t = t == t ? t : splat(0.0f);
     VI i = __builtin_convertvector(t, VI);  // truncation, then fix to floor
     VF fi = __builtin_convertvector(i, VF);
     i = fi > t ? i - 1 : i;

@@ -56,6 +56,27 @@ def check_out(out, name: str, shape: tuple, dtype: np.dtype, *inputs: Optional[n
 
 
 def check_finite_scalar(v, name: str) -> float:
+    """``v`` as a float; a non-number is a TypeError, NaN or +-inf a ValueError."""
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
-    return float(v)
+    v = float(v)
+    if not np.isfinite(v):
+        raise ValueError(f"{name}: expected a finite number, got {v}")
+    return v
+
+
+def check_range(v, name: str, lo: Optional[float] = None, hi: Optional[float] = None,
+                hi_open: bool = False) -> float:
+    """A finite number in [lo, hi] (or [lo, hi) with ``hi_open``)."""
+    v = check_finite_scalar(v, name)
+    if (lo is not None and v < lo) or (hi is not None and (v >= hi if hi_open else v > hi)):
+        lo_s = "-inf" if lo is None else f"{lo:g}"
+        hi_s = "inf" if hi is None else f"{hi:g}"
+        raise ValueError(f"{name}: expected a value in [{lo_s}, {hi_s}{')' if hi_open or hi is None else ']'}, got {v}")
+    return v
+
+
+def check_bool(v, name: str) -> bool:
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(v).__name__}")
+    return bool(v)

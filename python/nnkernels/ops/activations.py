@@ -170,7 +170,8 @@ def _rows(x: np.ndarray, name: str) -> np.ndarray:
 def _softmax_fwd(x, kernel, out, backend):
     x = _contig(as_float_array(x, "x"))
     out = _output(out, "out", x.shape, x.dtype, x)
-    getattr(resolve(backend), kernel)(_rows(out, "x"), _rows(x, "x"))
+    if out.size:  # nothing to compute for an empty array (no kernel needs to handle it)
+        getattr(resolve(backend), kernel)(_rows(out, "x"), _rows(x, "x"))
     return out
 
 
@@ -181,7 +182,8 @@ def _softmax_bwd(grad_out, y, kernel, out, backend):
     if grad_out.shape != y.shape:
         raise ValueError(f"grad_out: expected the shape of the forward output {y.shape}, got {grad_out.shape}")
     res = _output(out, "grad_input", y.shape, dt, y, grad_out)
-    getattr(resolve(backend), kernel)(_rows(res, "out"), _rows(grad_out, "grad_out"), _rows(y, "out"))
+    if res.size:
+        getattr(resolve(backend), kernel)(_rows(res, "out"), _rows(grad_out, "grad_out"), _rows(y, "out"))
     return res
 
 

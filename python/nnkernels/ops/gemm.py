@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
 
 from ..backends import resolve
 from ..backends.interface.gemm import EPILOGUES
-from ._checks import as_float_array, check_finite_scalar, check_out, require_ndim, same_dtype
+from ._checks import as_float_array, check_bool, check_finite_scalar, check_out, require_ndim, same_dtype
 
 __all__ = ["matmul", "linear", "linear_backward"]
 
@@ -26,7 +27,9 @@ def matmul(a, b, *, trans_a: bool = False, trans_b: bool = False, alpha: float =
     ``op(x)`` is ``x.T`` when ``trans_x``; the transpose is read by the kernel
     (never copied). Any strides work. ``beta != 0`` needs ``out``, which is
     then read and overwritten in place; otherwise ``out`` (if given) receives
-    the result. Returns the result array.
+    the result. As in BLAS and ``torch.addmm``, ``alpha == 0`` does not read
+    ``a @ b`` and ``beta == 0`` does not read ``out`` (NaN/inf there do not
+    propagate). Returns the result array.
     """
     a = as_float_array(a, "a")
     b = as_float_array(b, "b")
@@ -35,6 +38,7 @@ def matmul(a, b, *, trans_a: bool = False, trans_b: bool = False, alpha: float =
     require_ndim(b, "b", 2)
     alpha = check_finite_scalar(alpha, "alpha")
     beta = check_finite_scalar(beta, "beta")
+    trans_a, trans_b = check_bool(trans_a, "trans_a"), check_bool(trans_b, "trans_b")
     opa = a.T if trans_a else a
     opb = b.T if trans_b else b
     if opa.shape[1] != opb.shape[0]:
@@ -77,13 +81,14 @@ def linear(x, weight, bias=None, *, activation: Optional[str] = None, negative_s
         bias = np.ascontiguousarray(bias)
     slope = _check_activation(activation, negative_slope)
     lead = x.shape[:-1]
-    x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+    rows = math.prod(lead)  # not reshape(-1, ...): ambiguous when a dimension is 0
+    x2 = x.reshape(rows, x.shape[-1]) if x.ndim != 2 else x
     shape = lead + (weight.shape[0],)
     if out is None:
         out = np.empty(shape, dtype=dt)
     else:
         check_out(out, "out", shape, dt, x, weight, bias)
-    out2 = out.reshape(-1, weight.shape[0]) if out.ndim != 2 else out
+    out2 = out.reshape(rows, weight.shape[0]) if out.ndim != 2 else out
     if out2.size and not np.shares_memory(out2, out):  # pragma: no cover - reshape copied
         raise ValueError("out: must be reshapeable to 2-D without a copy")
     resolve(backend).linear_forward(out2, x2, weight, bias, activation, slope)
@@ -111,6 +116,7 @@ def linear_backward(x, weight, grad_out, *, need_input_grad: bool = True,
     weight = as_float_array(weight, "weight")
     grad_out = as_float_array(grad_out, "grad_out")
     dt = same_dtype(x=x, weight=weight, grad_out=grad_out)
+    need_input_grad = check_bool(need_input_grad, "need_input_grad")
     require_ndim(weight, "weight", 2)
     if x.ndim == 0 or grad_out.ndim == 0:
         raise ValueError("x, grad_out: expected at least 1 dimension")
@@ -120,7 +126,7 @@ def linear_backward(x, weight, grad_out, *, need_input_grad: bool = True,
     if grad_out.shape[:-1] != x.shape[:-1] or grad_out.shape[-1] != o:
         raise ValueError(f"grad_out: expected shape {x.shape[:-1] + (o,)}, got {grad_out.shape}")
     slope = _check_activation(activation, negative_slope)
-    z2 = None
+    z2 = z = None
     if activation is None:
         if pre_activation is not None or output is not None:
             raise ValueError("pre_activation/output: only meaningful together with activation=")
@@ -138,9 +144,11 @@ def linear_backward(x, weight, grad_out, *, need_input_grad: bool = True,
         same_dtype(grad_out=grad_out, **{zname: z})
         if z.shape != grad_out.shape:
             raise ValueError(f"{zname}: expected shape {grad_out.shape}, got {z.shape}")
-        z2 = np.ascontiguousarray(z.reshape(-1, o))
-    x2 = x.reshape(-1, i)
-    g2 = np.ascontiguousarray(grad_out.reshape(-1, o))
+    rows = math.prod(x.shape[:-1])  # not reshape(-1, ...): ambiguous when a dimension is 0
+    if z is not None:
+        z2 = np.ascontiguousarray(z.reshape(rows, o))
+    x2 = x.reshape(rows, i)
+    g2 = np.ascontiguousarray(grad_out.reshape(rows, o))
     grad_x = np.empty(x2.shape, dtype=dt) if need_input_grad else None
     grad_w = np.empty((o, i), dtype=dt)
     grad_b = np.empty((o,), dtype=dt)

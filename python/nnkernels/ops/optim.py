@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from ..backends import resolve
-from ._checks import FLOAT_DTYPES, check_finite_scalar
+from ._checks import FLOAT_DTYPES, check_finite_scalar, check_range
 
 __all__ = ["sgd_step", "adam_step", "rmsprop_step", "adagrad_step"]
 
@@ -66,8 +66,9 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, momentum_buf: Optional[np.ndar
     """One torch.optim.SGD step in place. ``momentum_buf`` is needed when
     ``momentum != 0``; on ``first_step`` it is initialised to the gradient
     (as PyTorch does), afterwards ``buf = momentum * buf + (1 - dampening) * g``."""
-    lr, momentum, dampening, weight_decay = (check_finite_scalar(v, n) for v, n in (
-        (lr, "lr"), (momentum, "momentum"), (dampening, "dampening"), (weight_decay, "weight_decay")))
+    lr, momentum, weight_decay = (check_range(v, n, 0.0) for v, n in (
+        (lr, "lr"), (momentum, "momentum"), (weight_decay, "weight_decay")))
+    dampening = check_finite_scalar(dampening, "dampening")
     written = {"param": param}
     if momentum != 0.0:
         written["momentum_buf"] = _needed(momentum_buf, "momentum_buf", "momentum != 0")
@@ -86,8 +87,9 @@ def adam_step(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_
     weight decay). ``step`` is the step number counting from 1 (for the bias
     corrections); ``max_exp_avg_sq`` is needed when ``amsgrad``."""
     step = _step_count(step)
-    lr, beta1, beta2, eps, weight_decay = (check_finite_scalar(v, n) for v, n in (
-        (lr, "lr"), (beta1, "beta1"), (beta2, "beta2"), (eps, "eps"), (weight_decay, "weight_decay")))
+    lr, eps, weight_decay = (check_range(v, n, 0.0) for v, n in (
+        (lr, "lr"), (eps, "eps"), (weight_decay, "weight_decay")))
+    beta1, beta2 = (check_range(v, n, 0.0, 1.0, hi_open=True) for v, n in ((beta1, "beta1"), (beta2, "beta2")))
     written = {"param": param, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
     if amsgrad:
         written["max_exp_avg_sq"] = _needed(max_exp_avg_sq, "max_exp_avg_sq", "amsgrad=True")
@@ -105,7 +107,7 @@ def rmsprop_step(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, *,
                  maximize: bool = False, backend: Optional[str] = None) -> np.ndarray:
     """One torch.optim.RMSprop step in place. ``momentum_buf`` is needed when
     ``momentum > 0``, ``grad_avg`` when ``centered``."""
-    lr, alpha, eps, weight_decay, momentum = (check_finite_scalar(v, n) for v, n in (
+    lr, alpha, eps, weight_decay, momentum = (check_range(v, n, 0.0) for v, n in (
         (lr, "lr"), (alpha, "alpha"), (eps, "eps"), (weight_decay, "weight_decay"),
         (momentum, "momentum")))
     written = {"param": param, "square_avg": square_avg}
@@ -126,7 +128,7 @@ def adagrad_step(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *, 
                  backend: Optional[str] = None) -> np.ndarray:
     """One torch.optim.Adagrad step in place; ``step`` counts from 1."""
     step = _step_count(step)
-    lr, lr_decay, weight_decay, eps = (check_finite_scalar(v, n) for v, n in (
+    lr, lr_decay, weight_decay, eps = (check_range(v, n, 0.0) for v, n in (
         (lr, "lr"), (lr_decay, "lr_decay"), (weight_decay, "weight_decay"), (eps, "eps")))
     _check_arrays({"param": param, "state_sum": state_sum}, {"grad": grad})
     resolve(backend).adagrad_step(param, state_sum, grad, step, lr, lr_decay, weight_decay, eps,

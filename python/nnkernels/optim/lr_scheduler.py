@@ -56,11 +56,17 @@ class LRScheduler:
         self.__dict__.update(state_dict)
 
 
+def _positive_int(v, name: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    return v
+
+
 class StepLR(LRScheduler):
     """lr = base_lr * gamma ** (epoch // step_size)."""
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1) -> None:
-        self.step_size = step_size
+        self.step_size = _positive_int(step_size, "step_size")
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
 
@@ -96,7 +102,7 @@ class CosineAnnealingLR(LRScheduler):
     """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2."""
 
     def __init__(self, optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1) -> None:
-        self.T_max = T_max
+        self.T_max = _positive_int(T_max, "T_max")
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)
 

@@ -171,8 +171,10 @@ class Optimizer:
 
 
 def _check_nonneg(name: str, v: float, what: str) -> None:
-    if not 0.0 <= v:
-        raise ValueError(f"Invalid {what} value: {v}")
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
+    if not 0.0 <= v < float("inf"):
+        raise ValueError(f"Invalid {what} value: {v} ({name} must be a finite number >= 0)")
 
 
 class SGD(Optimizer):

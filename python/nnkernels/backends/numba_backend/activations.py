@@ -98,9 +98,13 @@ def _act_forward(out, x, code, p0, p1):
 
 
 def _act_backward(grad_x, grad_out, x, code, p0, p1):
-    # grad_x(n) := grad_out(n) * act'(x(n))
+    # grad_x(n) := grad_out(n) * act'(x(n)); relu selects (torch's threshold_backward):
+    # where x <= 0 the gradient is 0 even if grad_out is NaN or inf
     for i in prange(x.shape[0]):
-        grad_x[i] = np.float64(grad_out[i]) * _deriv(np.float64(x[i]), code, p0, p1)
+        if code == 0 and x[i] <= 0.0:
+            grad_x[i] = 0.0
+        else:
+            grad_x[i] = np.float64(grad_out[i]) * _deriv(np.float64(x[i]), code, p0, p1)
 
 
 _ACT_FORWARD = jit_pair(_act_forward)

@@ -193,7 +193,7 @@ def gemm(out, a, b, alpha, beta, bias=None, activation=None, activation_param=0.
     n = b.shape[1]
     if m == 0 or n == 0:
         return
-    if k == 0:
+    if k == 0 or alpha == 0.0:  # no product; alpha == 0 does not read a @ b (BLAS/PyTorch)
         _scale_only(out, alpha, beta, bias, activation, activation_param)
         return
     dt = out.dtype

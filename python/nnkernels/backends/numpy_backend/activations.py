@@ -87,6 +87,9 @@ def activation_forward(out, x, name, param0, param1):
 def activation_backward(grad_x, grad_out, x, name, param0, param1):
     # grad_x(n) := grad_out(n) * act'(x(n))
     with np.errstate(all="ignore"):
+        if name == "relu":  # torch's threshold_backward selects: 0 where x <= 0, even for a NaN/inf grad_out
+            grad_x[...] = np.where(x <= 0, 0.0, grad_out)
+            return
         d = _derivative(x.astype(np.float64), name, param0, param1)
         grad_x[...] = grad_out.astype(np.float64) * d
 

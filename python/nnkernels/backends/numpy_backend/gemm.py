@@ -14,7 +14,9 @@ __all__ = ["gemm", "colsum", "linear_forward", "linear_backward"]
 
 def gemm(out, a, b, alpha, beta, bias=None, activation=None, activation_param=0.0):
     # out(m, n) := act(alpha * a @ b + beta * out + bias)
-    r = np.matmul(a, b)
+    # alpha == 0: a @ b is not computed, so NaN/inf in a or b do not reach out
+    # (BLAS and torch.addmm semantics; beta == 0 likewise ignores out).
+    r = np.matmul(a, b) if alpha != 0.0 else np.zeros(out.shape, out.dtype)
     if alpha != 1.0:
         r *= alpha
     if beta != 0.0:
