@@ -25,11 +25,12 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import zipfile
 from typing import Any
 
 import numpy as np
+
+from ._atomic import atomic_file
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CheckpointError"]
 
@@ -88,19 +89,6 @@ def _decode(obj: Any, arrays: dict) -> Any:
 
 # ---- save ----------------------------------------------------------------------
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(path, state: dict) -> None:
     """Write ``state`` (a dict) to ``path`` atomically (see the module docstring)."""
     if not isinstance(state, dict):
@@ -113,23 +101,11 @@ def save_checkpoint(path, state: dict) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise ValueError(f"checkpoint: directory {directory!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
-                _write_npy(zf, "__state__", np.frombuffer(meta.encode("utf-8"), dtype=np.uint8))
-                for key, arr in arrays.items():
-                    _write_npy(zf, key, arr)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(directory)
+    with atomic_file(path) as f:
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+            _write_npy(zf, "__state__", np.frombuffer(meta.encode("utf-8"), dtype=np.uint8))
+            for key, arr in arrays.items():
+                _write_npy(zf, key, arr)
 
 
 def _write_npy(zf: zipfile.ZipFile, name: str, arr: np.ndarray) -> None:

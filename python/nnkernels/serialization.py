@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from typing import Optional
 
 import numpy as np
 
 from . import nn
+from ._atomic import atomic_write_bytes
 
 FORMAT = "nnkernels"
 VERSION = "1"
@@ -75,39 +75,6 @@ def build(arch: dict, dtype) -> nn.Module:
 
 
 # ---- save --------------------------------------------------------------------
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename)."""
-    path = os.fspath(path)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(d)
-
 
 def save(model: nn.Module, path, *, architecture: bool = True, metadata: Optional[dict] = None) -> None:
     """Save ``model``'s weights (safetensors) and architecture (JSON metadata) to ``path``.
