@@ -1,5 +1,5 @@
 """One implementation per fresh process: MLP [784,256,128,10] + Adam + CE train step, samples/s (median of 7)."""
-import os, sys, time
+import sys, time
 impl, th, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 import numpy as np
 rng = np.random.default_rng(0)
