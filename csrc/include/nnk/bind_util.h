@@ -1,7 +1,7 @@
 // Argument checking shared by the bindings (csrc/bind/*.cpp). Every check runs
 // with the GIL held, before a kernel releases it, and raises TypeError or
 // ValueError naming the argument. Arrays are taken as plain py::array: never
-// converted (no forcecast), so an array a kernel writes is the caller's own.
+// converted (no forced casting), so an array a kernel writes is the caller's own.
 #pragma once
 
 #include <pybind11/numpy.h>

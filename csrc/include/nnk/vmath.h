@@ -12,7 +12,7 @@
 //
 // Written with GCC/Clang vector extensions: arithmetic, comparisons (giving
 // lane masks) and `mask ? a : b` work on V exactly as on a scalar double, so
-// kernels are written once. No -ffast-math: inf and NaN behave as in libm
+// kernels are written once. No fast-math flags: inf and NaN behave as in libm
 // (NaN in, NaN out; exp(+inf) = inf, exp(-inf) = 0, log(0) = -inf ...).
 //
 // Include only from a per-ISA TU (NNK_NS defined); everything here lives in
