@@ -28,6 +28,13 @@ void set_num_threads(int n);
 // thread: measured on Sapphire Rapids, an OpenMP fork/join costs ~2-5 us.
 constexpr index_t kParallelMinWork = 1 << 16;
 
+// Name of the variant a per-ISA translation unit is compiled for ("avx512", ...).
+#ifdef NNK_NS
+#define NNK_STRINGIFY_(x) #x
+#define NNK_STRINGIFY(x) NNK_STRINGIFY_(x)
+#define NNK_VARIANT_NAME NNK_STRINGIFY(NNK_NS)
+#endif
+
 // Header-defined helpers live in an anonymous namespace inside the variant's
 // namespace (nnk::<isa>:: in per-ISA units, nnk::common:: elsewhere): every
 // translation unit keeps its own copy, so the linker can never pick an

@@ -3,14 +3,6 @@
 
 #include "nnk/common.h"
 
-#if defined(NNK_ISA_AVX512)
-#define NNK_VARIANT_NAME "avx512"
-#elif defined(NNK_ISA_AVX2)
-#define NNK_VARIANT_NAME "avx2"
-#else
-#define NNK_VARIANT_NAME "generic"
-#endif
-
 namespace nnk {
 namespace NNK_NS {
 

@@ -643,13 +643,7 @@ void forward_f64(double* out, const MlpModel<double>& M, const MlpBatch<double>&
 
 const FusedKernels& fused_kernels() {
     static const FusedKernels table{
-#if defined(NNK_ISA_AVX512)
-        "avx512",
-#elif defined(NNK_ISA_AVX2)
-        "avx2",
-#else
-        "generic",
-#endif
+        NNK_VARIANT_NAME,
         &train_step_f32, &train_step_f64, &forward_f32, &forward_f64};
     return table;
 }

@@ -445,13 +445,7 @@ template const BlockSizes& block_sizes<double>();
 
 const GemmKernels& gemm_kernels() {
     static const GemmKernels table{
-#if defined(NNK_ISA_AVX512)
-        "avx512",
-#elif defined(NNK_ISA_AVX2)
-        "avx2",
-#else
-        "generic",
-#endif
+        NNK_VARIANT_NAME,
         Tile<float>::MR, Tile<float>::NR, Tile<double>::MR, Tile<double>::NR,
         &sgemm, &dgemm, &colsum_f32, &colsum_f64, &colsum_deriv_f32, &colsum_deriv_f64,
         &block_sizes_of, &fma_peak_gflops};
