@@ -156,22 +156,46 @@ void pack_a(index_t mc, index_t kc, const T* a, index_t rsa, index_t csa, T* ap,
 }
 
 #if defined(NNK_ISA_AVX512)
-// In-register transpose of a 16 x 16 block of floats: 4 stages that swap
-// off-diagonal h x h sub-blocks (h = 8, 4, 2, 1), two vpermt2ps per row pair.
+// In-register transpose of a 16 x 16 block of floats, r[i] = row i on entry,
+// column i on exit. Four stages of 16 shuffles each (64 in all, no memory):
+//   1. unpack{lo,hi}_ps of rows (2i, 2i+1): 2x2 blocks of 32-bit elements
+//   2. unpack{lo,hi}_pd of rows (4i + {0,1}, 4i + {2,3}): 4x4 blocks in each 128-bit lane
+//   3. shuffle_f32x4 of rows (i, i + 4) within each group of 8: 128-bit lanes across rows
+//   4. shuffle_f32x4 of rows (i, i + 8): the remaining 256-bit halves
+// Every loop is fully unrolled so the 16 rows (and 16 temporaries) stay in
+// zmm registers.
 inline void transpose16(__m512 (&r)[16]) {
-    for (int h = 8; h >= 1; h /= 2) {
-        alignas(64) int lo[16], hi[16];
-        for (int l = 0; l < 16; ++l) {
-            lo[l] = (l & h) == 0 ? l : 16 + l - h;
-            hi[l] = (l & h) == 0 ? l + h : 16 + l;
-        }
-        const __m512i ilo = _mm512_load_si512(lo), ihi = _mm512_load_si512(hi);
-        for (int i = 0; i < 16; ++i) {
-            if (i & h) continue;
-            const __m512 a = r[i], b = r[i + h];
-            r[i] = _mm512_permutex2var_ps(a, ilo, b);
-            r[i + h] = _mm512_permutex2var_ps(a, ihi, b);
-        }
+    __m512 t[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // t[4g + {0,1,2,3}] = lo(0,1), hi(0,1), lo(2,3), hi(2,3) of rows 4g..4g+3
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; ++g) {
+        const __m512d a0 = _mm512_castps_pd(t[4 * g]), a1 = _mm512_castps_pd(t[4 * g + 1]);
+        const __m512d b0 = _mm512_castps_pd(t[4 * g + 2]), b1 = _mm512_castps_pd(t[4 * g + 3]);
+        r[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, b0));  // column 4l + 0 of each lane
+        r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, b0));  // column 4l + 1
+        r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, b1));  // column 4l + 2
+        r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, b1));  // column 4l + 3
+    }
+    // r[4g + c], lane l: rows 4g..4g+3 of column 4l + c. Gather lanes across the 4 groups.
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+        // groups (0,1) and (2,3): lanes 0,2 / 1,3 of each
+        t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);           // g0.l0 g0.l2 g1.l0 g1.l2
+        t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);       // g0.l1 g0.l3 g1.l1 g1.l3
+        t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);  // g2.l0 g2.l2 g3.l0 g3.l2
+        t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+        r[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);            // lane 0: column c
+        r[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xdd);        // lane 2: column 8 + c
+        r[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);   // lane 1: column 4 + c
+        r[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xdd);  // lane 3: column 12 + c
     }
 }
 
@@ -288,6 +312,15 @@ inline void split_range(index_t count, int parts, int i, index_t& lo, index_t& h
     hi = lo + base + (i < rem ? 1 : 0);
 }
 
+// Block size for cutting `count` into ceil(count / limit) nearly equal
+// blocks, rounded up to a multiple of `step` (so it may exceed limit by < step).
+inline index_t even_block(index_t count, index_t limit, index_t step) {
+    if (count <= limit) return count;
+    const index_t blocks = (count + limit - 1) / limit;
+    const index_t size = (count + blocks - 1) / blocks;
+    return (size + step - 1) / step * step;
+}
+
 // Factor nt = tm * tn minimising the tiles of the busiest thread (ties: rows).
 inline void choose_split(index_t m_tiles, index_t n_tiles, int nt, int& tm, int& tn) {
     index_t best = -1;
@@ -308,7 +341,10 @@ void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, int nt_req) {
     constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
     const BlockSizes& bs = block_sizes<T>();
     const index_t m = P.m, n = P.n, k = P.k;
-    const index_t NC = bs.NC, KC = bs.KC;
+    // k is cut into equal blocks of at most about KC (a multiple of 16, the
+    // transposed packing's step): 784 = 4 x 196 rather than 3 x 256 + 16, so
+    // no block is a sliver that pays the C tile's load and store for little work.
+    const index_t NC = bs.NC, KC = even_block(k, bs.KC, 16);
     const index_t nc_max = n < NC ? n : NC;
     const index_t kc_max = k < KC ? k : KC;
     Deriv<T> deriv_all;
@@ -334,7 +370,8 @@ void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, int nt_req) {
             split_range(m_tiles, tm, tid / tn, t0, t1);
             const index_t m0 = t0 * MR, m1 = t1 * MR < m ? t1 * MR : m;
             if (m0 >= m1) return;
-            const index_t mc_max = m1 - m0 < bs.MC ? m1 - m0 : bs.MC;
+            const index_t MC = even_block(m1 - m0, bs.MC, MR);
+            const index_t mc_max = m1 - m0 < MC ? m1 - m0 : MC;
             T* ap = tls_pack_a.get<T>(static_cast<std::size_t>(((mc_max + MR - 1) / MR) * MR * kc_max));
             T* bp = tls_pack_b.get<T>(static_cast<std::size_t>(((nc_max + NR - 1) / NR) * NR * kc_max));
 
@@ -351,8 +388,8 @@ void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, int nt_req) {
                     const T* bsrc = P.b + pc * P.rsb + jc * P.csb;
                     for (index_t jp = q0; jp < q1; ++jp)
                         pack_b_panel<T, NR>(jp * NR, nc, kc, bsrc, P.rsb, P.csb, bp);
-                    for (index_t ic = m0; ic < m1; ic += bs.MC) {
-                        const index_t mc = m1 - ic < bs.MC ? m1 - ic : bs.MC;
+                    for (index_t ic = m0; ic < m1; ic += MC) {
+                        const index_t mc = m1 - ic < MC ? m1 - ic : MC;
                         Deriv<T> d = deriv_all;
                         if (d.op != Epilogue::none) d.z += ic * d.rsz + pc * d.csz;
                         pack_a<T, MR>(mc, kc, P.a + ic * P.rsa + pc * P.csa, P.rsa, P.csa, ap, d);
