@@ -12,7 +12,20 @@ import math
 import numpy as np
 from numba import prange
 
-from ._jit import jit, jit_pair, pick
+from ..._threads import sync_numba_threads
+from ._jit import PARALLEL_MIN_WORK, jit, jit_pair, pick, specialise, vjit, vjit_parallel
+from ._vmath import F32_MATH, F64_MATH
+# The names the elementwise kernels use, bound here to the float64 functions;
+# ``_per_dtype`` compiles each kernel once per dtype with them rebound.
+from ._vmath import erfc_d as v_erfc
+from ._vmath import exp_d as v_exp
+from ._vmath import expm1_d as v_expm1
+from ._vmath import sigmoid_d as v_sigmoid
+from ._vmath import softplus_d as v_softplus
+from ._vmath import tanh_d as v_tanh
+from ._vmath import tanh_sech2_d as v_tanh_sech2
+
+cast = np.float64
 
 __all__ = ["activation_forward", "activation_backward", "softmax_forward", "softmax_backward",
            "log_softmax_forward", "log_softmax_backward"]
@@ -27,99 +40,177 @@ INV_SQRT_2PI = 0.3989422804014327
 SQRT_2_OVER_PI = 0.7978845608028654
 GELU_C = 0.044715
 
-
-@jit
-def _sigmoid(v):
-    if v < -745.0:  # exp(-v) overflows: the limit is 0 (avoid the inf/inf path)
-        return 0.0
-    return 1.0 / (1.0 + math.exp(-v))
+#: elements per parallel task
+CHUNK = 1 << 14
 
 
-@jit
-def _softplus(v):
-    # log(1 + exp(v)) without overflow
-    if v != v:
-        return v
-    return max(v, 0.0) + math.log1p(math.exp(-abs(v)))
+# Elementwise kernels: one straight-line loop per activation, vectorised by
+# LLVM (no libm calls: _vmath's exp/tanh/erfc...). Arithmetic in the data's
+# type (float32 data: float32 lanes, twice as many per register); constants
+# are cast with ``like``. The forms follow csrc/kernels/act/elementwise.cpp.
 
-
-@jit
-def _fwd(v, code, p0, p1):
+def _act_forward_flat(out, x, code, p0, p1):
+    # out(n) := act(x(n)); loops run over range(n) from 0, so LLVM knows that
+    # no index is negative (no wraparound select in the vector loop)
+    zero = cast(0.0)
+    one = cast(1.0)
+    half = cast(0.5)
+    a = cast(p0)
+    thr = cast(p1)
     if code == 0:  # relu (NaN <= 0 is False: NaN propagates)
-        return 0.0 if v <= 0.0 else v
-    if code == 1:
-        return v if v > 0.0 else v * p0
-    if code == 2:
-        return v if v > 0.0 else p0 * math.expm1(v)
-    if code == 3:
-        return _sigmoid(v)
-    if code == 4:
-        return math.tanh(v)
-    if code == 5:
-        return v * 0.5 * math.erfc(-v * INV_SQRT2)
-    if code == 6:
-        return 0.5 * v * (1.0 + math.tanh(SQRT_2_OVER_PI * (v + GELU_C * v * v * v)))
-    if code == 7:
-        return v * _sigmoid(v)
-    bx = v * p0  # softplus
-    return v if bx > p1 else _softplus(bx) / p0
+        for i in range(x.shape[0]):
+            v = x[i]
+            out[i] = zero if v <= zero else v
+    elif code == 1:  # leaky_relu
+        for i in range(x.shape[0]):
+            v = x[i]
+            out[i] = v if v > zero else v * a
+    elif code == 2:  # elu
+        for i in range(x.shape[0]):
+            v = x[i]
+            out[i] = v if v > zero else a * v_expm1(v)
+    elif code == 3:
+        for i in range(x.shape[0]):
+            out[i] = v_sigmoid(x[i])
+    elif code == 4:
+        for i in range(x.shape[0]):
+            out[i] = v_tanh(x[i])
+    elif code == 5:  # gelu: x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2 (accurate for x << 0)
+        c = cast(INV_SQRT2)
+        for i in range(x.shape[0]):
+            v = x[i]
+            out[i] = v * (half * v_erfc(-v * c))
+    elif code == 6:  # gelu_tanh
+        c = cast(SQRT_2_OVER_PI)
+        k = cast(GELU_C)
+        for i in range(x.shape[0]):
+            v = x[i]
+            out[i] = half * v * (one + v_tanh(c * (v + k * v * v * v)))
+    elif code == 7:  # silu
+        for i in range(x.shape[0]):
+            v = x[i]
+            out[i] = v * v_sigmoid(v)
+    else:  # softplus: x where beta x > threshold, else log(1 + exp(beta x)) / beta
+        for i in range(x.shape[0]):
+            v = x[i]
+            bx = v * a
+            out[i] = v if bx > thr else v_softplus(bx) / a
 
 
-@jit
-def _deriv(v, code, p0, p1):
-    if code == 0:  # relu'(0) = 0; NaN passes the gradient (as torch)
-        return 0.0 if v <= 0.0 else 1.0
-    if code == 1:
-        return 1.0 if v > 0.0 else p0
-    if code == 2:
-        return 1.0 if v > 0.0 else p0 * math.exp(v)
-    if code == 3:
-        s = _sigmoid(v)
-        return s * (1.0 - s)
-    if code == 4:
-        t = math.tanh(v)
-        return 1.0 - t * t
-    if code == 5:
-        return 0.5 * math.erfc(-v * INV_SQRT2) + v * INV_SQRT_2PI * math.exp(-0.5 * v * v)
-    if code == 6:
-        t = math.tanh(SQRT_2_OVER_PI * (v + GELU_C * v * v * v))
-        return 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_C * v * v)
-    if code == 7:
-        s = _sigmoid(v)
-        return s * (1.0 + v * (1.0 - s))
-    bx = v * p0
-    return 1.0 if bx > p1 else _sigmoid(bx)
+def _act_backward_flat(grad_x, grad_out, x, code, p0, p1):
+    # grad_x(n) := grad_out(n) * act'(x(n)), PyTorch's value at kinks
+    zero = cast(0.0)
+    one = cast(1.0)
+    half = cast(0.5)
+    a = cast(p0)
+    thr = cast(p1)
+    if code == 0:  # relu'(0) = 0; where x <= 0 the gradient is 0 even if grad_out is NaN (torch)
+        for i in range(x.shape[0]):
+            grad_x[i] = zero if x[i] <= zero else grad_out[i]
+    elif code == 1:
+        for i in range(x.shape[0]):
+            g = grad_out[i]
+            grad_x[i] = g if x[i] > zero else g * a
+    elif code == 2:
+        for i in range(x.shape[0]):
+            v = x[i]
+            g = grad_out[i]
+            grad_x[i] = g if v > zero else g * (a * v_exp(v))
+    elif code == 3:
+        for i in range(x.shape[0]):
+            s = v_sigmoid(x[i])
+            grad_x[i] = grad_out[i] * (s * (one - s))
+    elif code == 4:
+        for i in range(x.shape[0]):
+            t, sech2 = v_tanh_sech2(x[i])
+            grad_x[i] = grad_out[i] * sech2
+    elif code == 5:  # Phi(x) + x phi(x)
+        c = cast(INV_SQRT2)
+        d = cast(INV_SQRT_2PI)
+        for i in range(x.shape[0]):
+            v = x[i]
+            cdf = half * v_erfc(-v * c)
+            grad_x[i] = grad_out[i] * (cdf + v * (d * v_exp(-half * v * v)))
+    elif code == 6:
+        c = cast(SQRT_2_OVER_PI)
+        k = cast(GELU_C)
+        k3 = cast(3.0 * GELU_C)
+        inf = cast(np.inf)
+        for i in range(x.shape[0]):
+            v = x[i]
+            t, sech2 = v_tanh_sech2(c * (v + k * v * v * v))
+            dinner = c * (one + k3 * v * v)
+            second = half * v * sech2 * dinner
+            # 0 once sech2 underflows (|x| huge: v^3 = inf); x = +-inf gives NaN, as torch
+            second = zero if (sech2 == zero) & (abs(v) < inf) else second
+            grad_x[i] = grad_out[i] * (half * (one + t) + second)
+    elif code == 7:
+        for i in range(x.shape[0]):
+            v = x[i]
+            s = v_sigmoid(v)
+            grad_x[i] = grad_out[i] * (s * (one + v * (one - s)))
+    else:
+        for i in range(x.shape[0]):
+            v = x[i]
+            g = grad_out[i]
+            bx = v * a
+            grad_x[i] = g if bx > thr else g * v_sigmoid(bx)
 
 
-def _act_forward(out, x, code, p0, p1):
-    # out(n) := act(x(n)), flat C-contiguous arrays
-    for i in prange(x.shape[0]):
-        out[i] = _fwd(np.float64(x[i]), code, p0, p1)
+def _act_forward_parallel(out, x, code, p0, p1):
+    n = x.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
+        _act_forward_flat(out[lo:hi], x[lo:hi], code, p0, p1)
 
 
-def _act_backward(grad_x, grad_out, x, code, p0, p1):
-    # grad_x(n) := grad_out(n) * act'(x(n)); relu selects (torch's threshold_backward):
-    # where x <= 0 the gradient is 0 even if grad_out is NaN or inf
-    for i in prange(x.shape[0]):
-        if code == 0 and x[i] <= 0.0:
-            grad_x[i] = 0.0
-        else:
-            grad_x[i] = np.float64(grad_out[i]) * _deriv(np.float64(x[i]), code, p0, p1)
+def _act_backward_parallel(grad_x, grad_out, x, code, p0, p1):
+    n = x.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
+        _act_backward_flat(grad_x[lo:hi], grad_out[lo:hi], x[lo:hi], code, p0, p1)
 
 
-_ACT_FORWARD = jit_pair(_act_forward)
-_ACT_BACKWARD = jit_pair(_act_backward)
+def _per_dtype(fn, compile, **extra):
+    """{dtype: compiled kernel} for float32 and float64 (see _jit.specialise);
+    ``extra`` maps global names to {dtype: function} (kernels calling kernels)."""
+    out = {}
+    for dt, sfx, math_names in ((np.dtype(np.float32), "_f32", F32_MATH), (np.dtype(np.float64), "_f64", F64_MATH)):
+        names = dict(math_names, **{k: v[dt] for k, v in extra.items()})
+        out[dt] = compile(specialise(fn, sfx, names))
+    return out
+
+
+_FWD = _per_dtype(_act_forward_flat, vjit)
+_BWD = _per_dtype(_act_backward_flat, vjit)
+_FWD_PAR = _per_dtype(_act_forward_parallel, vjit_parallel, _act_forward_flat=_FWD)
+_BWD_PAR = _per_dtype(_act_backward_parallel, vjit_parallel, _act_backward_flat=_BWD)
 
 
 def activation_forward(out, x, name, param0, param1):
     code = CODES[name]
-    pick(_ACT_FORWARD, x.size * _COST[code])(out.reshape(-1), x.reshape(-1), code, float(param0), float(param1))
+    n = x.size
+    if n == 0:
+        return
+    if n * _COST[code] < PARALLEL_MIN_WORK:
+        _FWD[x.dtype](out.reshape(-1), x.reshape(-1), code, float(param0), float(param1))
+    else:
+        sync_numba_threads()
+        _FWD_PAR[x.dtype](out.reshape(-1), x.reshape(-1), code, float(param0), float(param1))
 
 
 def activation_backward(grad_x, grad_out, x, name, param0, param1):
     code = CODES[name]
-    pick(_ACT_BACKWARD, x.size * _COST[code])(grad_x.reshape(-1), grad_out.reshape(-1), x.reshape(-1), code,
-                                              float(param0), float(param1))
+    n = x.size
+    if n == 0:
+        return
+    if n * _COST[code] < PARALLEL_MIN_WORK:
+        _BWD[x.dtype](grad_x.reshape(-1), grad_out.reshape(-1), x.reshape(-1), code,
+                      float(param0), float(param1))
+    else:
+        sync_numba_threads()
+        _BWD_PAR[x.dtype](grad_x.reshape(-1), grad_out.reshape(-1), x.reshape(-1), code,
+                          float(param0), float(param1))
 
 
 # ---- softmax over rows ---------------------------------------------------------
