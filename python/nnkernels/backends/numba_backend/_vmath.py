@@ -484,11 +484,77 @@ def erfc_d(x):
     return small if a < 2.0 else tail
 
 
+# ---- row reductions (vectorisable; fixed order, so results do not depend on threads) --------
+
+_KEY_MASK_F = np.int32(0x7FFFFFFF)
+_KEY_MASK_D = np.int64(0x7FFFFFFFFFFFFFFF)
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH, error_model="numpy")
+def row_max_f(x):
+    """max of float32 x(n) (-inf if n == 0), NaN if any element is NaN.
+
+    A float comparison reduction is not vectorised without fast-math flags;
+    integer max is. Keys k = bits ^ ((bits >> 31) & 0x7fffffff) order floats
+    as integers (negative ones flipped); NaNs are found from the largest |bits|."""
+    kmax = np.int32(-2147483648)
+    amax = np.int32(0)
+    for j in range(x.shape[0]):
+        b = f32_bits(x[j])
+        k = np.int32(b ^ ((b >> 31) & _KEY_MASK_F))
+        kmax = max(kmax, k)
+        amax = max(amax, np.int32(b & _KEY_MASK_F))
+    if amax > 0x7F800000:
+        return np.float32(np.nan)
+    if x.shape[0] == 0:
+        return np.float32(-np.inf)
+    return bits_f32(kmax ^ ((kmax >> 31) & _KEY_MASK_F))
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH, error_model="numpy")
+def row_max_d(x):
+    """row_max_f for float64 x(n)."""
+    kmax = np.int64(-9223372036854775807 - 1)
+    amax = np.int64(0)
+    for j in range(x.shape[0]):
+        b = f64_bits(x[j])
+        k = b ^ ((b >> 63) & _KEY_MASK_D)
+        kmax = max(kmax, k)
+        amax = max(amax, b & _KEY_MASK_D)
+    if amax > 0x7FF0000000000000:
+        return np.nan
+    if x.shape[0] == 0:
+        return -np.inf
+    return bits_f64(kmax ^ ((kmax >> 63) & _KEY_MASK_D))
+
+
+@njit(cache=True, fastmath=SAFE_FASTMATH, error_model="numpy")
+def row_sum(x):
+    """sum of x(n) in float64 with 8 interleaved partial sums (added in a fixed
+    order): 8 independent chains instead of one serial dependency."""
+    n = x.shape[0]
+    n8 = n - n % 8
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    for j in range(0, n8, 8):
+        s0 += np.float64(x[j])
+        s1 += np.float64(x[j + 1])
+        s2 += np.float64(x[j + 2])
+        s3 += np.float64(x[j + 3])
+        s4 += np.float64(x[j + 4])
+        s5 += np.float64(x[j + 5])
+        s6 += np.float64(x[j + 6])
+        s7 += np.float64(x[j + 7])
+    r = 0.0
+    for j in range(n8, n):
+        r += np.float64(x[j])
+    return (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))) + r
+
+
 # ---- the two sets, by the names kernels use (see _jit.specialise) ---------------------
 
 #: float32 data: float32 arithmetic
 F32_MATH = dict(cast=np.float32, v_exp=exp_f, v_expm1=expm1_f, v_tanh=tanh_f, v_tanh_sech2=tanh_sech2_f,
-                v_sigmoid=sigmoid_f, v_softplus=softplus_f, v_erfc=erfc_f)
+                v_sigmoid=sigmoid_f, v_softplus=softplus_f, v_erfc=erfc_f, v_row_max=row_max_f)
 #: float64 data
 F64_MATH = dict(cast=np.float64, v_exp=exp_d, v_expm1=expm1_d, v_tanh=tanh_d, v_tanh_sech2=tanh_sech2_d,
-                v_sigmoid=sigmoid_d, v_softplus=softplus_d, v_erfc=erfc_d)
+                v_sigmoid=sigmoid_d, v_softplus=softplus_d, v_erfc=erfc_d, v_row_max=row_max_d)

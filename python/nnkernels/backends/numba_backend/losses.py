@@ -9,7 +9,9 @@ import math
 import numpy as np
 from numba import prange
 
-from ._jit import jit, jit_pair, pick
+from ..._threads import sync_numba_threads
+from ._jit import PARALLEL_MIN_WORK, jit, jit_pair, pick, specialise, vjit, vjit_parallel
+from ._vmath import F32_MATH, F64_MATH, log_d, row_sum
 
 __all__ = ["softmax_cross_entropy", "nll_loss", "pointwise_loss"]
 
@@ -20,71 +22,162 @@ LOSS_CODES = {"mse": 0, "l1": 1, "huber": 2, "bce": 3, "bce_logits": 4, "kl_div"
 BLOCK = 4096  # elements per partial sum of the pointwise losses
 
 
-@jit
-def _row_max(x):
-    m = -np.inf
-    for j in range(x.shape[0]):
-        v = np.float64(x[j])
-        if v > m or v != v:
-            m = v
-            if v != v:
-                break
-    return m
+# ---- fused softmax cross-entropy -----------------------------------------------------------
+#
+# Rows are processed in blocks of about CE_BLOCK elements (one row if it is
+# longer). Per block, each pass is one vectorisable loop (_vmath: no libm
+# calls, integer-key max, 8 interleaved partial sums):
+#   1. per row m = max x, g := x - m          (g: the gradient rows, or scratch)
+#   2. over the whole block g := exp(g)       (short rows: one long loop)
+#   3. per row s = sum g; over the block log s
+#   4. per row the loss and the gradient in place (below)
+# Huge logits (1e4) are fine: only x - m reaches exp. NaN propagates.
+# Arithmetic on the data is in its type (float32 lanes for float32), sums and
+# the loss in float64.
+
+CE_BLOCK = 2048
+
+# The names the kernel uses, bound here to the float64 functions; _per_dtype
+# compiles it once per dtype with them rebound (see _jit.specialise).
+from ._vmath import exp_d as v_exp  # noqa: E402
+from ._vmath import row_max_d as v_row_max  # noqa: E402
+
+cast = np.float64
 
 
-def _ce(grad, has_grad, row_loss, logits, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, scale, wsum):
-    # per row: m = max, e = exp(x - m) into grad, s = sum e, then the gradient in place
-    n, c = logits.shape
+def _ce_block(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, scale, wsum,
+              mrow, srow, lrow, r0, r1):
+    # rows r0 <= i < r1 of the flat (n*c,) arrays g, x (and tprob); slices
+    # (not offset indices) keep every loop index provably non-negative
     u = eps / c
-    for i in prange(n):
-        x = logits[i]
-        if not is_prob and tidx[i] == ignore_index:
-            row_loss[i] = 0.0
-            if has_grad:
-                for j in range(c):
-                    grad[i, j] = 0.0
-            continue
-        m = _row_max(x)
-        s = 0.0
+    for i in range(r0, r1):  # 1.
+        xi = x[i * c:(i + 1) * c]
+        gi = g[i * c:(i + 1) * c]
+        m = v_row_max(xi)
         for j in range(c):
-            e = math.exp(np.float64(x[j]) - m)
-            s += e
-            if has_grad:
-                grad[i, j] = e
-        log_s = math.log(s)
+            gi[j] = xi[j] - m
+        mrow[i] = m
+    gb = g[r0 * c:r1 * c]  # 2.
+    for k in range(gb.shape[0]):
+        gb[k] = v_exp(gb[k])
+    for i in range(r0, r1):  # 3.
+        srow[i] = row_sum(g[i * c:(i + 1) * c])
+    sb = srow[r0:r1]
+    lb = lrow[r0:r1]
+    for k in range(sb.shape[0]):
+        lb[k] = log_d(sb[k])
+    for i in range(r0, r1):  # 4.
+        xi = x[i * c:(i + 1) * c]
+        gi = g[i * c:(i + 1) * c]
+        m = mrow[i]
+        s = srow[i]
+        log_s = lrow[i]
         if not is_prob:
             y = tidx[i]
+            if y == ignore_index:
+                row_loss[i] = 0.0
+                for j in range(c):
+                    gi[j] = 0.0
+                continue
             wy = np.float64(weight[y]) if has_w else 1.0
-            loss = (1.0 - eps) * wy * ((m - np.float64(x[y])) + log_s)
-            if eps != 0.0:
+            loss = (1.0 - eps) * wy * ((m - np.float64(xi[y])) + log_s)
+            if eps != 0.0:  # sum_j w_j (lse - x_j) = W (m + log s) - sum_j w_j x_j
                 wx = 0.0
                 for j in range(c):
-                    wx += np.float64(x[j]) * (np.float64(weight[j]) if has_w else 1.0)
+                    wx += np.float64(xi[j]) * (np.float64(weight[j]) if has_w else 1.0)
                 loss += u * (wsum * (m + log_s) - wx)
             row_loss[i] = loss
-            if has_grad:
-                coef = scale * ((1.0 - eps) * wy + u * wsum) / s
-                off = scale * u
+            # grad = scale [((1-eps) w_y + eps/c W) e/s - eps/c w_j - (1-eps) w_y 1[j = y]]
+            coef = cast(scale * ((1.0 - eps) * wy + u * wsum) / s)
+            off = cast(scale * u)
+            if eps == 0.0 or not has_w:
                 for j in range(c):
-                    grad[i, j] = np.float64(grad[i, j]) * coef - off * (np.float64(weight[j]) if has_w else 1.0)
-                grad[i, y] = np.float64(grad[i, y]) - scale * (1.0 - eps) * wy
+                    gi[j] = gi[j] * coef - off
+            else:
+                for j in range(c):
+                    gi[j] = gi[j] * coef - off * weight[j]
+            gi[y] = np.float64(gi[y]) - scale * (1.0 - eps) * wy
         else:
+            # t' = (1-eps) t + eps/c: loss = lse sum_j w_j t'_j - sum_j w_j t'_j x_j,
+            # grad = scale [(sum w t') e/s - w t']
+            ti = tprob[i * c:(i + 1) * c]
             lse = m + log_s
             swt = 0.0
             swtx = 0.0
             for j in range(c):
-                wt = (np.float64(tprob[i, j]) * (1.0 - eps) + u) * (np.float64(weight[j]) if has_w else 1.0)
+                wt = (np.float64(ti[j]) * (1.0 - eps) + u) * (np.float64(weight[j]) if has_w else 1.0)
                 swt += wt
-                swtx += wt * np.float64(x[j])
+                swtx += wt * np.float64(xi[j])
             row_loss[i] = lse * swt - swtx
-            if has_grad:
-                coef = scale * swt / s
-                for j in range(c):
-                    wt = (np.float64(tprob[i, j]) * (1.0 - eps) + u) * (np.float64(weight[j]) if has_w else 1.0)
-                    grad[i, j] = np.float64(grad[i, j]) * coef - scale * wt
+            coef = scale * swt / s
+            for j in range(c):
+                wt = (np.float64(ti[j]) * (1.0 - eps) + u) * (np.float64(weight[j]) if has_w else 1.0)
+                gi[j] = np.float64(gi[j]) * coef - scale * wt
 
 
-_CE = jit_pair(_ce)
+def _ce_scale(tidx, weight, has_w, ignore_index, is_prob, mean, n):
+    """1 / (sum of the weights of the non-ignored targets) for "mean" (NaN if
+    that is 0; 1/N for probability targets), else 1."""
+    if not mean:
+        return 1.0
+    if is_prob:
+        return 1.0 / n
+    d = 0.0
+    for i in range(tidx.shape[0]):
+        y = tidx[i]
+        if y != ignore_index:
+            d += np.float64(weight[y]) if has_w else 1.0
+    return 1.0 / d if d != 0.0 else np.nan
+
+
+def _ce_serial(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, mean, wsum, rows_per_block):
+    # returns scale * sum of the row losses (row order)
+    n = row_loss.shape[0]
+    scale = _ce_scale(tidx, weight, has_w, ignore_index, is_prob, mean, n)
+    mrow = np.empty(n)
+    srow = np.empty(n)
+    lrow = np.empty(n)
+    for r0 in range(0, n, rows_per_block):
+        _ce_block(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, scale, wsum,
+                  mrow, srow, lrow, r0, min(n, r0 + rows_per_block))
+    total = 0.0
+    for i in range(n):
+        total += row_loss[i]
+    return scale * total
+
+
+def _ce_parallel(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, mean, wsum,
+                 rows_per_block):
+    n = row_loss.shape[0]
+    scale = _ce_scale(tidx, weight, has_w, ignore_index, is_prob, mean, n)
+    mrow = np.empty(n)
+    srow = np.empty(n)
+    lrow = np.empty(n)
+    for b in prange((n + rows_per_block - 1) // rows_per_block):
+        r0 = b * rows_per_block
+        _ce_block(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, scale, wsum,
+                  mrow, srow, lrow, r0, min(n, r0 + rows_per_block))
+    total = 0.0
+    for i in range(n):
+        total += row_loss[i]
+    return scale * total
+
+
+def _per_dtype(fn, compile, **extra):
+    """{dtype: compiled kernel} for float32 and float64 (see _jit.specialise);
+    ``extra`` maps global names to {dtype: function} (kernels calling kernels)."""
+    out = {}
+    for dt, sfx, math_names in ((np.dtype(np.float32), "_f32", F32_MATH), (np.dtype(np.float64), "_f64", F64_MATH)):
+        names = dict(math_names, **{k: v[dt] for k, v in extra.items()})
+        out[dt] = compile(specialise(fn, sfx, names))
+    return out
+
+
+_CE_SCALE = vjit(_ce_scale)
+_CE_BLOCK = _per_dtype(_ce_block, vjit)
+_CE_SERIAL = _per_dtype(_ce_serial, vjit, _ce_block=_CE_BLOCK, _ce_scale={d: _CE_SCALE for d in _CE_BLOCK})
+_CE_PARALLEL = _per_dtype(_ce_parallel, vjit_parallel, _ce_block=_CE_BLOCK,
+                          _ce_scale={d: _CE_SCALE for d in _CE_BLOCK})
 
 
 @jit
@@ -105,28 +198,33 @@ def _ordered_sum(v):
     return s
 
 
+_NO_INDEX = np.zeros(1, dtype=np.int64)
+_NO_PROB = {np.dtype(np.float32): np.zeros(1, np.float32), np.dtype(np.float64): np.zeros(1, np.float64)}
+_NO_WEIGHT = {np.dtype(np.float32): np.ones(1, np.float32), np.dtype(np.float64): np.ones(1, np.float64)}
+
+
 def softmax_cross_entropy(grad, losses, logits, target, weight, ignore_index, label_smoothing, mean):
     n, c = logits.shape
+    dt = logits.dtype
     is_prob = target.ndim == 2
     has_w = weight is not None
-    w = weight if has_w else np.ones(1, dtype=logits.dtype)
-    tidx = np.zeros(1, dtype=np.int64) if is_prob else target
-    tprob = target if is_prob else np.zeros((1, 1), dtype=logits.dtype)
-    scale = 1.0
-    if mean:
-        if is_prob:
-            scale = 1.0 / n
-        else:
-            d = _index_denominator(tidx, w, has_w, ignore_index)
-            scale = 1.0 / d if d != 0.0 else math.nan
+    w = weight if has_w else _NO_WEIGHT[dt]
+    tidx = _NO_INDEX if is_prob else target
+    tprob = target.reshape(-1) if is_prob else _NO_PROB[dt]
     wsum = float(np.sum(w, dtype=np.float64)) if has_w else float(c)
-    g = grad if grad is not None else np.empty((1, 1), dtype=logits.dtype)
-    row_loss = np.empty(n, dtype=np.float64)
-    pick(_CE, n * c * 6)(g, grad is not None, row_loss, logits, tidx, tprob, is_prob, w, has_w, ignore_index,
-                         float(label_smoothing), scale, wsum)
-    if losses is not None:
+    g = grad if grad is not None else np.empty((n, c), dtype=dt)  # exp(x - m) goes here
+    row_loss = np.empty(n, dtype=np.float64) if losses is None or losses.dtype != np.float64 else losses
+    rows_per_block = max(1, CE_BLOCK // max(c, 1))
+    if n * c * 6 < PARALLEL_MIN_WORK:
+        kernel = _CE_SERIAL[dt]
+    else:
+        sync_numba_threads()
+        kernel = _CE_PARALLEL[dt]
+    total = kernel(g.reshape(-1), row_loss, logits.reshape(-1), c, tidx, tprob, is_prob, w, has_w, ignore_index,
+                   float(label_smoothing), bool(mean), wsum, rows_per_block)
+    if losses is not None and losses is not row_loss:
         losses[...] = row_loss
-    return scale * _ordered_sum(row_loss)
+    return total
 
 
 @jit
