@@ -115,6 +115,86 @@ def _ce_block(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_ind
                 gi[j] = np.float64(gi[j]) * coef - scale * wt
 
 
+#: rows of at most this many classes (index targets) take _ce_block_small
+CE_SMALL_C = 32
+
+
+def _ce_block_small(g, row_loss, x, c, tidx, weight, has_w, ignore_index, eps, scale, wsum, r0, r1):
+    # Short rows, index targets: the block is transposed into xt(c, R) so that
+    # every pass runs over the R rows of the block (a row of 10 classes is too
+    # short for a vector loop): m, s, log s, coef are R-vectors, updated once per class j.
+    nr = r1 - r0
+    u = eps / c
+    xb = x[r0 * c:r1 * c]
+    gb = g[r0 * c:r1 * c]
+    xt = np.empty(c * nr, dtype=x.dtype)
+    m = np.empty(nr, dtype=x.dtype)
+    coef = np.empty(nr, dtype=x.dtype)
+    s = np.zeros(nr)
+    ls = np.empty(nr)
+    for r in range(nr):
+        for j in range(c):
+            xt[j * nr + r] = xb[r * c + j]
+    m[:] = -np.inf
+    for j in range(c):  # row maxima, NaN propagating (a NaN in m stays)
+        xj = xt[j * nr:(j + 1) * nr]
+        for r in range(nr):
+            v = xj[r]
+            mr = m[r]
+            m[r] = v if (v > mr) | (v != v) else mr
+    for j in range(c):  # e = exp(x - m) in place, s += e
+        xj = xt[j * nr:(j + 1) * nr]
+        for r in range(nr):
+            e = v_exp(xj[r] - m[r])
+            xj[r] = e
+            s[r] += np.float64(e)
+    for r in range(nr):
+        ls[r] = log_d(s[r])
+    for r in range(nr):  # loss and gradient coefficient of each row
+        i = r0 + r
+        y = tidx[i]
+        if y == ignore_index:
+            row_loss[i] = 0.0
+            coef[r] = 0.0
+            continue
+        wy = np.float64(weight[y]) if has_w else 1.0
+        mr = np.float64(m[r])
+        loss = (1.0 - eps) * wy * ((mr - np.float64(xb[r * c + y])) + ls[r])
+        if eps != 0.0:
+            wx = 0.0
+            for j in range(c):
+                wx += np.float64(xb[r * c + j]) * (np.float64(weight[j]) if has_w else 1.0)
+            loss += u * (wsum * (mr + ls[r]) - wx)
+        row_loss[i] = loss
+        coef[r] = scale * ((1.0 - eps) * wy + u * wsum) / s[r]
+    off = cast(scale * u)
+    for j in range(c):
+        xj = xt[j * nr:(j + 1) * nr]
+        wj = weight[j] if has_w else cast(1.0)
+        for r in range(nr):
+            xj[r] = xj[r] * coef[r] - off * wj
+    for r in range(nr):
+        for j in range(c):
+            gb[r * c + j] = xt[j * nr + r]
+    for r in range(nr):  # the target's term; ignored rows: a zero gradient
+        y = tidx[r0 + r]
+        if y == ignore_index:
+            for j in range(c):
+                gb[r * c + j] = 0.0
+        else:
+            wy = np.float64(weight[y]) if has_w else 1.0
+            gb[r * c + y] = np.float64(gb[r * c + y]) - scale * (1.0 - eps) * wy
+
+
+def _ce_rows(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, scale, wsum,
+             mrow, srow, lrow, r0, r1):
+    if c <= CE_SMALL_C and not is_prob:
+        _ce_block_small(g, row_loss, x, c, tidx, weight, has_w, ignore_index, eps, scale, wsum, r0, r1)
+    else:
+        _ce_block(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, scale, wsum,
+                  mrow, srow, lrow, r0, r1)
+
+
 def _ce_scale(tidx, weight, has_w, ignore_index, is_prob, mean, n):
     """1 / (sum of the weights of the non-ignored targets) for "mean" (NaN if
     that is 0; 1/N for probability targets), else 1."""
@@ -138,8 +218,8 @@ def _ce_serial(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_in
     srow = np.empty(n)
     lrow = np.empty(n)
     for r0 in range(0, n, rows_per_block):
-        _ce_block(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, scale, wsum,
-                  mrow, srow, lrow, r0, min(n, r0 + rows_per_block))
+        _ce_rows(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, scale, wsum,
+                 mrow, srow, lrow, r0, min(n, r0 + rows_per_block))
     total = 0.0
     for i in range(n):
         total += row_loss[i]
@@ -155,8 +235,8 @@ def _ce_parallel(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_
     lrow = np.empty(n)
     for b in prange((n + rows_per_block - 1) // rows_per_block):
         r0 = b * rows_per_block
-        _ce_block(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, scale, wsum,
-                  mrow, srow, lrow, r0, min(n, r0 + rows_per_block))
+        _ce_rows(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, scale, wsum,
+                 mrow, srow, lrow, r0, min(n, r0 + rows_per_block))
     total = 0.0
     for i in range(n):
         total += row_loss[i]
@@ -175,9 +255,10 @@ def _per_dtype(fn, compile, **extra):
 
 _CE_SCALE = vjit(_ce_scale)
 _CE_BLOCK = _per_dtype(_ce_block, vjit)
-_CE_SERIAL = _per_dtype(_ce_serial, vjit, _ce_block=_CE_BLOCK, _ce_scale={d: _CE_SCALE for d in _CE_BLOCK})
-_CE_PARALLEL = _per_dtype(_ce_parallel, vjit_parallel, _ce_block=_CE_BLOCK,
-                          _ce_scale={d: _CE_SCALE for d in _CE_BLOCK})
+_CE_BLOCK_SMALL = _per_dtype(_ce_block_small, vjit)
+_CE_ROWS = _per_dtype(_ce_rows, vjit, _ce_block=_CE_BLOCK, _ce_block_small=_CE_BLOCK_SMALL)
+_CE_SERIAL = _per_dtype(_ce_serial, vjit, _ce_rows=_CE_ROWS, _ce_scale={d: _CE_SCALE for d in _CE_ROWS})
+_CE_PARALLEL = _per_dtype(_ce_parallel, vjit_parallel, _ce_rows=_CE_ROWS, _ce_scale={d: _CE_SCALE for d in _CE_ROWS})
 
 
 @jit
