@@ -558,3 +558,29 @@ F32_MATH = dict(cast=np.float32, v_exp=exp_f, v_expm1=expm1_f, v_tanh=tanh_f, v_
 #: float64 data
 F64_MATH = dict(cast=np.float64, v_exp=exp_d, v_expm1=expm1_d, v_tanh=tanh_d, v_tanh_sech2=tanh_sech2_d,
                 v_sigmoid=sigmoid_d, v_softplus=softplus_d, v_erfc=erfc_d, v_row_max=row_max_d)
+
+
+# ---- elementwise application, for the accuracy tests ------------------------------------
+
+
+def _apply(out, x):
+    # out(n) := fn(x(n)); ``fn`` is bound by specialise
+    for i in range(x.shape[0]):
+        out[i] = fn(x[i])  # noqa: F821
+
+
+_F32_FNS = dict(exp=exp_f, expm1=expm1_f, tanh=tanh_f, sigmoid=sigmoid_f, softplus=softplus_f, erfc=erfc_f)
+_F64_FNS = dict(exp=exp_d, expm1=expm1_d, log=log_d, log1p=log1p_d, tanh=tanh_d, sigmoid=sigmoid_d,
+                softplus=softplus_d, erfc=erfc_d)
+_APPLY = {}
+
+
+def apply(out, x, name):
+    """out := name(x) for 1-D float32 (``_f`` functions) or float64 (``_d``) arrays."""
+    from ._jit import specialise, vjit
+
+    fns = _F32_FNS if x.dtype == np.float32 else _F64_FNS
+    key = (name, x.dtype.name)
+    if key not in _APPLY:
+        _APPLY[key] = vjit(specialise(_apply, f"_{name}_{x.dtype.name}", {"fn": fns[name]}))
+    _APPLY[key](out, x)
