@@ -550,6 +550,27 @@ def row_sum(x):
     return (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))) + r
 
 
+@njit(cache=True, fastmath=SAFE_FASTMATH, error_model="numpy")
+def row_dot(x, y):
+    """sum of x(n) * y(n) in float64, 8 interleaved partial sums as row_sum."""
+    n = x.shape[0]
+    n8 = n - n % 8
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    for j in range(0, n8, 8):
+        s0 += np.float64(x[j]) * np.float64(y[j])
+        s1 += np.float64(x[j + 1]) * np.float64(y[j + 1])
+        s2 += np.float64(x[j + 2]) * np.float64(y[j + 2])
+        s3 += np.float64(x[j + 3]) * np.float64(y[j + 3])
+        s4 += np.float64(x[j + 4]) * np.float64(y[j + 4])
+        s5 += np.float64(x[j + 5]) * np.float64(y[j + 5])
+        s6 += np.float64(x[j + 6]) * np.float64(y[j + 6])
+        s7 += np.float64(x[j + 7]) * np.float64(y[j + 7])
+    r = 0.0
+    for j in range(n8, n):
+        r += np.float64(x[j]) * np.float64(y[j])
+    return (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))) + r
+
+
 # ---- the two sets, by the names kernels use (see _jit.specialise) ---------------------
 
 #: float32 data: float32 arithmetic

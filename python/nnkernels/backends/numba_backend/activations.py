@@ -1,25 +1,30 @@
-"""Activation family, Numba backend: the same formulas as the C++ kernels,
-one element (or one row) at a time, computed in float64 and rounded once.
+"""Activation family, Numba backend: the same formulas as the C++ kernels
+(csrc/kernels/act), written as loops LLVM vectorises.
 
-Each kernel is a serial/parallel pair (``jit_pair``); ``pick`` chooses by size.
-The activation is selected by an integer code that is loop-invariant.
+- Elementary functions come from ``_vmath`` (branch-free exp, tanh, erfc...;
+  ``math.exp`` would be a scalar libm call that blocks vectorisation).
+- Each kernel source is compiled once per dtype (``_per_dtype``): float32
+  data is computed in float32 lanes, float64 in float64.
+- Elementwise kernels: one loop per activation, chosen by an integer code
+  outside the loop; large inputs are split into chunks over threads
+  (``prange``), small ones run serially.
+- Softmax: one row per iteration, serial or parallel twin by size.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import prange
 
 from ..._threads import sync_numba_threads
-from ._jit import PARALLEL_MIN_WORK, jit, jit_pair, pick, specialise, vjit, vjit_parallel
-from ._vmath import F32_MATH, F64_MATH
+from ._jit import PARALLEL_MIN_WORK, specialise, vjit, vjit_parallel
+from ._vmath import F32_MATH, F64_MATH, log_d, row_dot, row_sum
 # The names the elementwise kernels use, bound here to the float64 functions;
 # ``_per_dtype`` compiles each kernel once per dtype with them rebound.
 from ._vmath import erfc_d as v_erfc
 from ._vmath import exp_d as v_exp
 from ._vmath import expm1_d as v_expm1
+from ._vmath import row_max_d as v_row_max
 from ._vmath import sigmoid_d as v_sigmoid
 from ._vmath import softplus_d as v_softplus
 from ._vmath import tanh_d as v_tanh
@@ -214,68 +219,70 @@ def activation_backward(grad_x, grad_out, x, name, param0, param1):
 
 
 # ---- softmax over rows ---------------------------------------------------------
-
-@jit
-def _row_max(x):
-    m = -np.inf
-    for j in range(x.shape[0]):
-        v = np.float64(x[j])
-        if v > m or v != v:
-            m = v
-            if v != v:
-                break
-    return m
-
+# Per row, vectorisable passes (as the cross-entropy kernel): m = max (integer
+# keys), e = exp(x - m) into out, s = sum e (8 partial sums), out *= 1/s;
+# log_softmax: out = (x - m) - log s, in float64 then rounded.
 
 def _softmax_fwd(out, x, log):
     # out(R, C) := softmax(x) (log_softmax if log) per row
+    c = x.shape[1]
     for i in prange(x.shape[0]):
-        m = _row_max(x[i])
-        s = 0.0
-        for j in range(x.shape[1]):
-            e = math.exp(np.float64(x[i, j]) - m)
-            if not log:
-                out[i, j] = e
-            s += e
+        xi = x[i]
+        oi = out[i]
+        m = v_row_max(xi)
+        for j in range(c):
+            oi[j] = v_exp(xi[j] - m)
+        s = row_sum(oi)
         if log:
-            ls = math.log(s)
-            for j in range(x.shape[1]):
-                out[i, j] = (np.float64(x[i, j]) - m) - ls
+            mm = np.float64(m)
+            ls = log_d(s)
+            for j in range(c):
+                oi[j] = (np.float64(xi[j]) - mm) - ls
         else:
-            inv = 1.0 / s
-            for j in range(x.shape[1]):
-                out[i, j] = np.float64(out[i, j]) * inv
+            inv = cast(1.0 / s)
+            for j in range(c):
+                oi[j] = oi[j] * inv
 
 
 def _softmax_bwd(grad_x, grad_out, y, log):
     # softmax: y (g - sum(g y)); log_softmax: g - exp(y) sum(g)
+    c = y.shape[1]
     for i in prange(y.shape[0]):
-        s = 0.0
-        for j in range(y.shape[1]):
-            s += np.float64(grad_out[i, j]) * (1.0 if log else np.float64(y[i, j]))
-        for j in range(y.shape[1]):
-            g = np.float64(grad_out[i, j])
-            if log:
-                grad_x[i, j] = g - math.exp(np.float64(y[i, j])) * s
-            else:
-                grad_x[i, j] = np.float64(y[i, j]) * (g - s)
+        gi = grad_out[i]
+        yi = y[i]
+        gxi = grad_x[i]
+        if log:
+            sg = cast(row_sum(gi))
+            for j in range(c):
+                gxi[j] = gi[j] - v_exp(yi[j]) * sg
+        else:
+            dot = cast(row_dot(gi, yi))
+            for j in range(c):
+                gxi[j] = yi[j] * (gi[j] - dot)
 
 
-_SOFTMAX_FWD = jit_pair(_softmax_fwd)
-_SOFTMAX_BWD = jit_pair(_softmax_bwd)
+_SOFTMAX_FWD = (_per_dtype(_softmax_fwd, vjit), _per_dtype(_softmax_fwd, vjit_parallel))
+_SOFTMAX_BWD = (_per_dtype(_softmax_bwd, vjit), _per_dtype(_softmax_bwd, vjit_parallel))
+
+
+def _pick_rows(pair, x, work):
+    if work < PARALLEL_MIN_WORK:
+        return pair[0][x.dtype]
+    sync_numba_threads()
+    return pair[1][x.dtype]
 
 
 def softmax_forward(out, x):
-    pick(_SOFTMAX_FWD, x.size * 8)(out, x, False)
+    _pick_rows(_SOFTMAX_FWD, x, x.size * 8)(out, x, False)
 
 
 def softmax_backward(grad_x, grad_out, out):
-    pick(_SOFTMAX_BWD, out.size * 2)(grad_x, grad_out, out, False)
+    _pick_rows(_SOFTMAX_BWD, out, out.size * 2)(grad_x, grad_out, out, False)
 
 
 def log_softmax_forward(out, x):
-    pick(_SOFTMAX_FWD, x.size * 8)(out, x, True)
+    _pick_rows(_SOFTMAX_FWD, x, x.size * 8)(out, x, True)
 
 
 def log_softmax_backward(grad_x, grad_out, out):
-    pick(_SOFTMAX_BWD, out.size * 8)(grad_x, grad_out, out, True)
+    _pick_rows(_SOFTMAX_BWD, out, out.size * 8)(grad_x, grad_out, out, True)
