@@ -490,7 +490,7 @@ _KEY_MASK_F = np.int32(0x7FFFFFFF)
 _KEY_MASK_D = np.int64(0x7FFFFFFFFFFFFFFF)
 
 
-@njit(cache=True, fastmath=SAFE_FASTMATH, error_model="numpy")
+@njit(**_OPTS)
 def row_max_f(x):
     """max of float32 x(n) (-inf if n == 0), NaN if any element is NaN.
 
@@ -511,7 +511,7 @@ def row_max_f(x):
     return bits_f32(kmax ^ ((kmax >> 31) & _KEY_MASK_F))
 
 
-@njit(cache=True, fastmath=SAFE_FASTMATH, error_model="numpy")
+@njit(**_OPTS)
 def row_max_d(x):
     """row_max_f for float64 x(n)."""
     kmax = np.int64(-9223372036854775807 - 1)
@@ -528,7 +528,7 @@ def row_max_d(x):
     return bits_f64(kmax ^ ((kmax >> 63) & _KEY_MASK_D))
 
 
-@njit(cache=True, fastmath=SAFE_FASTMATH, error_model="numpy")
+@njit(**_OPTS)
 def row_sum(x):
     """sum of x(n) in float64 with 8 interleaved partial sums (added in a fixed
     order): 8 independent chains instead of one serial dependency."""
@@ -550,7 +550,30 @@ def row_sum(x):
     return (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))) + r
 
 
-@njit(cache=True, fastmath=SAFE_FASTMATH, error_model="numpy")
+#: lanes of row_sum_lanes' accumulator
+SUM_LANES = 64
+
+
+@njit(**_OPTS)
+def row_sum_lanes(x, acc):
+    """sum of x(n) in float64 for long rows: acc(SUM_LANES) += x[q*L:(q+1)*L]
+    is an elementwise vector loop (the trip count is a run-time value, so the
+    loop vectoriser, not the SLP one, takes it, with a run-time alias check);
+    then the lanes in a fixed order. ``acc`` is scratch."""
+    n = x.shape[0]
+    lanes = acc.shape[0]
+    if n < 2 * lanes:
+        return row_sum(x)
+    nq = n // lanes
+    acc[:] = 0.0
+    for q in range(nq):
+        xq = x[q * lanes:(q + 1) * lanes]
+        for k in range(lanes):
+            acc[k] += np.float64(xq[k])
+    return row_sum(acc) + row_sum(x[nq * lanes:])
+
+
+@njit(**_OPTS)
 def row_dot(x, y):
     """sum of x(n) * y(n) in float64, 8 interleaved partial sums as row_sum."""
     n = x.shape[0]

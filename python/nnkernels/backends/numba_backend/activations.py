@@ -18,7 +18,7 @@ from numba import prange
 
 from ..._threads import sync_numba_threads
 from ._jit import PARALLEL_MIN_WORK, specialise, vjit, vjit_parallel
-from ._vmath import F32_MATH, F64_MATH, log_d, row_dot, row_sum
+from ._vmath import SUM_LANES, F32_MATH, F64_MATH, log_d, row_dot, row_sum_lanes
 # The names the elementwise kernels use, bound here to the float64 functions;
 # ``_per_dtype`` compiles each kernel once per dtype with them rebound.
 from ._vmath import erfc_d as v_erfc
@@ -220,45 +220,55 @@ def activation_backward(grad_x, grad_out, x, name, param0, param1):
 
 # ---- softmax over rows ---------------------------------------------------------
 # Per row, vectorisable passes (as the cross-entropy kernel): m = max (integer
-# keys), e = exp(x - m) into out, s = sum e (8 partial sums), out *= 1/s;
-# log_softmax: out = (x - m) - log s, in float64 then rounded.
+# keys), e = exp(x - m) into out, s = sum e (lane sums), out *= 1/s;
+# log_softmax: out = (x - m) - log s, in float64 then rounded. Rows go in
+# blocks of about ROW_BLOCK elements per parallel task (one scratch per block).
+
+ROW_BLOCK = 2048
+
 
 def _softmax_fwd(out, x, log):
     # out(R, C) := softmax(x) (log_softmax if log) per row
-    c = x.shape[1]
-    for i in prange(x.shape[0]):
-        xi = x[i]
-        oi = out[i]
-        m = v_row_max(xi)
-        for j in range(c):
-            oi[j] = v_exp(xi[j] - m)
-        s = row_sum(oi)
-        if log:
-            mm = np.float64(m)
-            ls = log_d(s)
+    n, c = x.shape
+    rows = max(1, ROW_BLOCK // max(c, 1))
+    for b in prange((n + rows - 1) // rows):
+        acc = np.empty(SUM_LANES)
+        for i in range(b * rows, min(n, (b + 1) * rows)):
+            xi = x[i]
+            oi = out[i]
+            m = v_row_max(xi)
             for j in range(c):
-                oi[j] = (np.float64(xi[j]) - mm) - ls
-        else:
-            inv = cast(1.0 / s)
-            for j in range(c):
-                oi[j] = oi[j] * inv
+                oi[j] = v_exp(xi[j] - m)
+            s = row_sum_lanes(oi, acc)
+            if log:
+                mm = np.float64(m)
+                ls = log_d(s)
+                for j in range(c):
+                    oi[j] = (np.float64(xi[j]) - mm) - ls
+            else:
+                inv = cast(1.0 / s)
+                for j in range(c):
+                    oi[j] = oi[j] * inv
 
 
 def _softmax_bwd(grad_x, grad_out, y, log):
     # softmax: y (g - sum(g y)); log_softmax: g - exp(y) sum(g)
-    c = y.shape[1]
-    for i in prange(y.shape[0]):
-        gi = grad_out[i]
-        yi = y[i]
-        gxi = grad_x[i]
-        if log:
-            sg = cast(row_sum(gi))
-            for j in range(c):
-                gxi[j] = gi[j] - v_exp(yi[j]) * sg
-        else:
-            dot = cast(row_dot(gi, yi))
-            for j in range(c):
-                gxi[j] = yi[j] * (gi[j] - dot)
+    n, c = y.shape
+    rows = max(1, ROW_BLOCK // max(c, 1))
+    for b in prange((n + rows - 1) // rows):
+        acc = np.empty(SUM_LANES)
+        for i in range(b * rows, min(n, (b + 1) * rows)):
+            gi = grad_out[i]
+            yi = y[i]
+            gxi = grad_x[i]
+            if log:
+                sg = cast(row_sum_lanes(gi, acc))
+                for j in range(c):
+                    gxi[j] = gi[j] - v_exp(yi[j]) * sg
+            else:
+                dot = cast(row_dot(gi, yi))
+                for j in range(c):
+                    gxi[j] = yi[j] * (gi[j] - dot)
 
 
 _SOFTMAX_FWD = (_per_dtype(_softmax_fwd, vjit), _per_dtype(_softmax_fwd, vjit_parallel))

@@ -11,7 +11,7 @@ from numba import prange
 
 from ..._threads import sync_numba_threads
 from ._jit import PARALLEL_MIN_WORK, jit, jit_pair, pick, specialise, vjit, vjit_parallel
-from ._vmath import F32_MATH, F64_MATH, log_d, row_sum
+from ._vmath import SUM_LANES, F32_MATH, F64_MATH, log_d, row_sum_lanes
 
 __all__ = ["softmax_cross_entropy", "nll_loss", "pointwise_loss"]
 
@@ -25,12 +25,13 @@ BLOCK = 4096  # elements per partial sum of the pointwise losses
 # ---- fused softmax cross-entropy -----------------------------------------------------------
 #
 # Rows are processed in blocks of about CE_BLOCK elements (one row if it is
-# longer). Per block, each pass is one vectorisable loop (_vmath: no libm
-# calls, integer-key max, 8 interleaved partial sums):
-#   1. per row m = max x, g := x - m          (g: the gradient rows, or scratch)
-#   2. over the whole block g := exp(g)       (short rows: one long loop)
-#   3. per row s = sum g; over the block log s
-#   4. per row the loss and the gradient in place (below)
+# longer). Each pass is one vectorisable loop (_vmath: no libm calls,
+# integer-key max, 8 interleaved partial sums):
+#   rows of more than CE_SMALL_C classes (_ce_block), per row:
+#     1. m = max x   2. g := exp(x - m) (g: the gradient row, or scratch)
+#     3. s = sum g (then log s over the block)   4. the loss, the gradient in place
+#   shorter rows (_ce_block_small): the same on a transposed block, each pass
+#     running over the rows of the block
 # Huge logits (1e4) are fine: only x - m reaches exp. NaN propagates.
 # Arithmetic on the data is in its type (float32 lanes for float32), sums and
 # the loss in float64.
@@ -50,18 +51,15 @@ def _ce_block(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_ind
     # rows r0 <= i < r1 of the flat (n*c,) arrays g, x (and tprob); slices
     # (not offset indices) keep every loop index provably non-negative
     u = eps / c
-    for i in range(r0, r1):  # 1.
+    acc = np.empty(SUM_LANES)
+    for i in range(r0, r1):  # 1. - 3.
         xi = x[i * c:(i + 1) * c]
         gi = g[i * c:(i + 1) * c]
         m = v_row_max(xi)
         for j in range(c):
-            gi[j] = xi[j] - m
+            gi[j] = v_exp(xi[j] - m)
         mrow[i] = m
-    gb = g[r0 * c:r1 * c]  # 2.
-    for k in range(gb.shape[0]):
-        gb[k] = v_exp(gb[k])
-    for i in range(r0, r1):  # 3.
-        srow[i] = row_sum(g[i * c:(i + 1) * c])
+        srow[i] = row_sum_lanes(gi, acc)
     sb = srow[r0:r1]
     lb = lrow[r0:r1]
     for k in range(sb.shape[0]):
