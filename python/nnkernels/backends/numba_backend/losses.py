@@ -10,8 +10,8 @@ import numpy as np
 from numba import prange
 
 from ..._threads import sync_numba_threads
-from ._jit import PARALLEL_MIN_WORK, jit, jit_pair, pick, specialise, vjit, vjit_parallel
-from ._vmath import SUM_LANES, F32_MATH, F64_MATH, log_d, row_sum_lanes
+from ._jit import PARALLEL_MIN_WORK, jit, specialise, vjit, vjit_parallel
+from ._vmath import SUM_LANES, F32_MATH, F64_MATH, exp_d, log1p_d, log_d, row_sum_lanes, sigmoid_d, softplus_d
 
 __all__ = ["softmax_cross_entropy", "nll_loss", "pointwise_loss"]
 
@@ -339,74 +339,116 @@ def nll_loss(grad, losses, log_probs, target, weight, ignore_index, mean):
     return scale * _ordered_sum(row_loss)
 
 
-@jit
-def _point(code, x, t, pw, param):
-    """(loss, d loss / d x) of one element."""
-    if code == 0:
-        d = x - t
-        return d * d, 2.0 * d
-    if code == 1:
-        d = x - t
-        s = 1.0 if d > 0.0 else (-1.0 if d < 0.0 else d * 0.0)
-        return abs(d), s
-    if code == 2:
-        d = x - t
-        a = abs(d)
-        g = -param if d < -param else (param if d > param else d)
-        return (0.5 * d * d if a < param else param * (a - 0.5 * param)), g
-    if code == 3:
-        lx = math.log(x) if x > 0.0 else (-math.inf if x == 0.0 else math.nan)
-        l1x = math.log1p(-x) if x < 1.0 else (-math.inf if x == 1.0 else math.nan)
-        lx = -100.0 if lx < -100.0 else lx
-        l1x = -100.0 if l1x < -100.0 else l1x
-        den = (1.0 - x) * x
-        den = BCE_EPS if den < BCE_EPS else den
-        return -(t * lx + (1.0 - t) * l1x), (x - t) / den
-    if code == 4:
-        lw = 1.0 + (pw - 1.0) * t
-        sp = max(-x, 0.0) + math.log1p(math.exp(-abs(x))) if x == x else x
-        sig = 1.0 / (1.0 + math.exp(-x)) if x > -745.0 else 0.0
-        return (1.0 - t) * x + lw * sp, lw * sig - pw * t
-    if code == 5:
-        if t == 0.0:
-            tlogt = 0.0
-        elif t > 0.0:
-            tlogt = t * math.log(t)
+def _pointwise_block(grad, buf, x, t, pw, has_pw, i0, code, param, scale):
+    # buf(m) := per-element losses (float64), grad(m) := scale * d loss / d x, for
+    # the elements i0 <= i < i0 + m. One loop per loss (the code is tested
+    # outside the loops), float64 arithmetic, _vmath functions: vectorised.
+    m = x.shape[0]
+    if code == 0:  # mse
+        for i in range(m):
+            d = np.float64(x[i]) - np.float64(t[i])
+            buf[i] = d * d
+            grad[i] = scale * (2.0 * d)
+    elif code == 1:  # l1; sign(0) = 0, NaN stays NaN
+        for i in range(m):
+            d = np.float64(x[i]) - np.float64(t[i])
+            buf[i] = abs(d)
+            sg = -1.0 if d < 0.0 else d * 0.0
+            grad[i] = scale * (1.0 if d > 0.0 else sg)
+    elif code == 2:  # huber
+        for i in range(m):
+            d = np.float64(x[i]) - np.float64(t[i])
+            a = abs(d)
+            hi = param if d > param else d
+            g = -param if d < -param else hi
+            buf[i] = 0.5 * d * d if a < param else param * (a - 0.5 * param)
+            grad[i] = scale * g
+    elif code == 3:  # bce on probabilities, logs clamped at -100 (PyTorch)
+        for i in range(m):
+            xv = np.float64(x[i])
+            tv = np.float64(t[i])
+            lx = log_d(xv)  # log(0) = -inf, log(x < 0) = NaN
+            l1x = log1p_d(-xv)
+            lx = -100.0 if lx < -100.0 else lx
+            l1x = -100.0 if l1x < -100.0 else l1x
+            den = (1.0 - xv) * xv
+            den = BCE_EPS if den < BCE_EPS else den
+            buf[i] = -(tv * lx + (1.0 - tv) * l1x)
+            grad[i] = scale * ((xv - tv) / den)
+    elif code == 4:  # bce with logits: (1-t) x + lw softplus(-x), lw = 1 + (pw-1) t
+        if has_pw:  # pos_weight (K,) repeats along the flat array: runs of j = 0..K-1
+            k = pw.shape[0]
+            j0 = i0 % k
+            r0 = 0
+            while r0 < m:
+                ln = min(k - j0, m - r0)
+                xs = x[r0:r0 + ln]
+                ts = t[r0:r0 + ln]
+                ps = pw[j0:j0 + ln]
+                bs = buf[r0:r0 + ln]
+                gs = grad[r0:r0 + ln]
+                for i in range(ln):
+                    xv = np.float64(xs[i])
+                    tv = np.float64(ts[i])
+                    p = np.float64(ps[i])
+                    lw = 1.0 + (p - 1.0) * tv
+                    bs[i] = (1.0 - tv) * xv + lw * softplus_d(-xv)
+                    gs[i] = scale * (lw * sigmoid_d(xv) - p * tv)
+                r0 += ln
+                j0 = 0
         else:
-            tlogt = math.nan
-        return tlogt - t * x, -t
-    et = math.exp(t)
-    return et * (t - x), -et
+            for i in range(m):
+                xv = np.float64(x[i])
+                tv = np.float64(t[i])
+                buf[i] = (1.0 - tv) * xv + softplus_d(-xv)
+                grad[i] = scale * (sigmoid_d(xv) - tv)
+    elif code == 5:  # kl_div: t log t - t x (0 where t = 0, NaN where t < 0)
+        for i in range(m):
+            xv = np.float64(x[i])
+            tv = np.float64(t[i])
+            tlogt = 0.0 if tv == 0.0 else tv * log_d(tv)
+            buf[i] = tlogt - tv * xv
+            grad[i] = scale * -tv
+    else:  # kl_div, log target: exp(t) (t - x)
+        for i in range(m):
+            tv = np.float64(t[i])
+            et = exp_d(tv)
+            buf[i] = et * (tv - np.float64(x[i]))
+            grad[i] = scale * -et
 
 
-def _pointwise(grad, has_grad, losses, has_losses, x, t, pw, has_pw, code, param, scale, sums):
+def _pointwise(grad, losses, has_losses, x, t, pw, has_pw, code, param, scale, sums):
     # flat C-contiguous (n,) arrays; sums[b] := sum of the losses of block b
     n = x.shape[0]
-    k = pw.shape[0]
     for b in prange(sums.shape[0]):
-        s = 0.0
-        for i in range(b * BLOCK, min(n, (b + 1) * BLOCK)):
-            p = np.float64(pw[i % k]) if has_pw else 1.0
-            loss, d = _point(code, np.float64(x[i]), np.float64(t[i]), p, param)
-            if has_grad:
-                grad[i] = scale * d
-            if has_losses:
-                losses[i] = loss
-            s += loss
-        sums[b] = s
+        lo = b * BLOCK
+        hi = min(n, lo + BLOCK)
+        buf = np.empty(hi - lo)
+        _pointwise_block(grad[lo:hi], buf, x[lo:hi], t[lo:hi], pw, has_pw, lo, code, param, scale)
+        if has_losses:
+            out = losses[lo:hi]
+            for i in range(hi - lo):
+                out[i] = buf[i]
+        sums[b] = row_sum_lanes(buf, np.empty(SUM_LANES))
 
 
-_POINTWISE = jit_pair(_pointwise)
+_POINTWISE_BLOCK = vjit(_pointwise_block)
+_POINTWISE = (vjit(specialise(_pointwise, "_serial", {"_pointwise_block": _POINTWISE_BLOCK})),
+              vjit_parallel(specialise(_pointwise, "_parallel", {"_pointwise_block": _POINTWISE_BLOCK})))
 
 
 def pointwise_loss(grad, losses, input, target, pos_weight, name, param, scale):
     n = input.size
     dt = input.dtype
-    dummy = np.empty(1, dtype=dt)
-    sums = np.zeros((n + BLOCK - 1) // BLOCK, dtype=np.float64)
-    pick(_POINTWISE, n * 4)(
-        dummy if grad is None else grad.reshape(-1), grad is not None,
-        dummy if losses is None else losses.reshape(-1), losses is not None,
-        input.reshape(-1), target.reshape(-1), dummy if pos_weight is None else pos_weight,
-        pos_weight is not None, LOSS_CODES[name], float(param), float(scale), sums)
+    dummy = _NO_PROB[dt]
+    g = grad if grad is not None else np.empty(input.shape, dtype=dt)  # written, unused
+    sums = np.empty((n + BLOCK - 1) // BLOCK, dtype=np.float64)
+    if n * 4 < PARALLEL_MIN_WORK:
+        kernel = _POINTWISE[0]
+    else:
+        sync_numba_threads()
+        kernel = _POINTWISE[1]
+    kernel(g.reshape(-1), dummy if losses is None else losses.reshape(-1), losses is not None,
+           input.reshape(-1), target.reshape(-1), dummy if pos_weight is None else pos_weight,
+           pos_weight is not None, LOSS_CODES[name], float(param), float(scale), sums)
     return scale * _ordered_sum(sums)
