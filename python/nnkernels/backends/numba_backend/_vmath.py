@@ -35,6 +35,8 @@ from numba.extending import intrinsic
 from ._jit import SAFE_FASTMATH
 
 _OPTS = dict(cache=True, fastmath=SAFE_FASTMATH, error_model="numpy", inline="always")
+#: row reductions: called once per row, not inlined (inlining costs compile time, gains nothing)
+_ROW_OPTS = dict(cache=True, fastmath=SAFE_FASTMATH, error_model="numpy")
 F = np.float32
 
 # ---- bit casts and fused multiply-add (LLVM instructions, vectorisable) --------------
@@ -490,7 +492,7 @@ _KEY_MASK_F = np.int32(0x7FFFFFFF)
 _KEY_MASK_D = np.int64(0x7FFFFFFFFFFFFFFF)
 
 
-@njit(**_OPTS)
+@njit(**_ROW_OPTS)
 def row_max_f(x):
     """max of float32 x(n) (-inf if n == 0), NaN if any element is NaN.
 
@@ -511,7 +513,7 @@ def row_max_f(x):
     return bits_f32(kmax ^ ((kmax >> 31) & _KEY_MASK_F))
 
 
-@njit(**_OPTS)
+@njit(**_ROW_OPTS)
 def row_max_d(x):
     """row_max_f for float64 x(n)."""
     kmax = np.int64(-9223372036854775807 - 1)
@@ -528,7 +530,7 @@ def row_max_d(x):
     return bits_f64(kmax ^ ((kmax >> 63) & _KEY_MASK_D))
 
 
-@njit(**_OPTS)
+@njit(**_ROW_OPTS)
 def row_sum(x):
     """sum of x(n) in float64 with 8 interleaved partial sums (added in a fixed
     order): 8 independent chains instead of one serial dependency."""
@@ -554,7 +556,7 @@ def row_sum(x):
 SUM_LANES = 64
 
 
-@njit(**_OPTS)
+@njit(**_ROW_OPTS)
 def row_sum_lanes(x, acc):
     """sum of x(n) in float64 for long rows: acc(SUM_LANES) += x[q*L:(q+1)*L]
     is an elementwise vector loop (the trip count is a run-time value, so the
@@ -573,7 +575,7 @@ def row_sum_lanes(x, acc):
     return row_sum(acc) + row_sum(x[nq * lanes:])
 
 
-@njit(**_OPTS)
+@njit(**_ROW_OPTS)
 def row_dot(x, y):
     """sum of x(n) * y(n) in float64, 8 interleaved partial sums as row_sum."""
     n = x.shape[0]
