@@ -125,11 +125,13 @@ def _ce_block_small(g, row_loss, x, c, tidx, weight, has_w, ignore_index, eps, s
     u = eps / c
     xb = x[r0 * c:r1 * c]
     gb = g[r0 * c:r1 * c]
-    xt = np.empty(c * nr, dtype=x.dtype)
-    m = np.empty(nr, dtype=x.dtype)
-    coef = np.empty(nr, dtype=x.dtype)
-    s = np.zeros(nr)
-    ls = np.empty(nr)
+    scratch = np.empty((c + 2) * nr, dtype=x.dtype)  # two allocations, not five
+    xt = scratch[:c * nr]
+    m = scratch[c * nr:(c + 1) * nr]
+    coef = scratch[(c + 1) * nr:]
+    sums = np.zeros(2 * nr)
+    s = sums[:nr]
+    ls = sums[nr:]
     for r in range(nr):
         for j in range(c):
             xt[j * nr + r] = xb[r * c + j]
@@ -212,9 +214,10 @@ def _ce_serial(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_in
     # returns scale * sum of the row losses (row order)
     n = row_loss.shape[0]
     scale = _ce_scale(tidx, weight, has_w, ignore_index, is_prob, mean, n)
-    mrow = np.empty(n)
-    srow = np.empty(n)
-    lrow = np.empty(n)
+    rows = np.empty(3 * n)
+    mrow = rows[:n]
+    srow = rows[n:2 * n]
+    lrow = rows[2 * n:]
     for r0 in range(0, n, rows_per_block):
         _ce_rows(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, scale, wsum,
                  mrow, srow, lrow, r0, min(n, r0 + rows_per_block))
@@ -228,9 +231,10 @@ def _ce_parallel(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_
                  rows_per_block):
     n = row_loss.shape[0]
     scale = _ce_scale(tidx, weight, has_w, ignore_index, is_prob, mean, n)
-    mrow = np.empty(n)
-    srow = np.empty(n)
-    lrow = np.empty(n)
+    rows = np.empty(3 * n)
+    mrow = rows[:n]
+    srow = rows[n:2 * n]
+    lrow = rows[2 * n:]
     for b in prange((n + rows_per_block - 1) // rows_per_block):
         r0 = b * rows_per_block
         _ce_rows(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, scale, wsum,
