@@ -111,6 +111,23 @@ def fma_f32(typingctx, a, b, c):
     return types.float32(types.float32, types.float32, types.float32), codegen
 
 
+@intrinsic
+def prefer_wide_vectors(typingctx):
+    """Call first in a kernel (or a prange body): its LLVM function gets the
+    attribute "prefer-vector-width"="512", so loops are vectorised with
+    AVX-512 zmm registers where the CPU has them. LLVM's default tuning for
+    this CPU prefers 256-bit vectors (half the lanes); the C++ kernels use
+    512. Generates no code; a no-op if llvmlite's attribute set changes shape."""
+
+    def codegen(context, builder, sig, args):
+        attrs = builder.function.attributes
+        if isinstance(attrs, set):  # llvmlite's AttributeSet: a set of strings, rendered verbatim
+            set.add(attrs, '"prefer-vector-width"="512"')
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
 # ---- float32 ---------------------------------------------------------------------------
 
 _SHIFT_F = F(12582912.0)  # 0x1.8p23: adding it rounds to an integer in the low mantissa bits
@@ -499,6 +516,7 @@ def row_max_f(x):
     A float comparison reduction is not vectorised without fast-math flags;
     integer max is. Keys k = bits ^ ((bits >> 31) & 0x7fffffff) order floats
     as integers (negative ones flipped); NaNs are found from the largest |bits|."""
+    prefer_wide_vectors()
     kmax = np.int32(-2147483648)
     amax = np.int32(0)
     for j in range(x.shape[0]):
@@ -516,6 +534,7 @@ def row_max_f(x):
 @njit(**_ROW_OPTS)
 def row_max_d(x):
     """row_max_f for float64 x(n)."""
+    prefer_wide_vectors()
     kmax = np.int64(-9223372036854775807 - 1)
     amax = np.int64(0)
     for j in range(x.shape[0]):
@@ -534,6 +553,7 @@ def row_max_d(x):
 def row_sum(x):
     """sum of x(n) in float64 with 8 interleaved partial sums (added in a fixed
     order): 8 independent chains instead of one serial dependency."""
+    prefer_wide_vectors()
     n = x.shape[0]
     n8 = n - n % 8
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
@@ -562,6 +582,7 @@ def row_sum_lanes(x, acc):
     is an elementwise vector loop (the trip count is a run-time value, so the
     loop vectoriser, not the SLP one, takes it, with a run-time alias check);
     then the lanes in a fixed order. ``acc`` is scratch."""
+    prefer_wide_vectors()
     n = x.shape[0]
     lanes = acc.shape[0]
     if n < 2 * lanes:
@@ -578,6 +599,7 @@ def row_sum_lanes(x, acc):
 @njit(**_ROW_OPTS)
 def row_dot(x, y):
     """sum of x(n) * y(n) in float64, 8 interleaved partial sums as row_sum."""
+    prefer_wide_vectors()
     n = x.shape[0]
     n8 = n - n % 8
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
@@ -611,6 +633,7 @@ F64_MATH = dict(cast=np.float64, v_exp=exp_d, v_expm1=expm1_d, v_tanh=tanh_d, v_
 
 def _apply(out, x):
     # out(n) := fn(x(n)); ``fn`` is bound by specialise
+    prefer_wide_vectors()
     for i in range(x.shape[0]):
         out[i] = fn(x[i])  # noqa: F821
 

@@ -18,7 +18,7 @@ from numba import prange
 
 from ..._threads import sync_numba_threads
 from ._jit import PARALLEL_MIN_WORK, specialise, vjit, vjit_parallel
-from ._vmath import SUM_LANES, F32_MATH, F64_MATH, log_d, row_dot, row_sum_lanes
+from ._vmath import SUM_LANES, F32_MATH, F64_MATH, log_d, prefer_wide_vectors, row_dot, row_sum_lanes
 # The names the elementwise kernels use, bound here to the float64 functions;
 # ``_per_dtype`` compiles each kernel once per dtype with them rebound.
 from ._vmath import erfc_d as v_erfc
@@ -57,6 +57,7 @@ CHUNK = 1 << 14
 def _act_forward_flat(out, x, code, p0, p1):
     # out(n) := act(x(n)); loops run over range(n) from 0, so LLVM knows that
     # no index is negative (no wraparound select in the vector loop)
+    prefer_wide_vectors()
     zero = cast(0.0)
     one = cast(1.0)
     half = cast(0.5)
@@ -104,6 +105,7 @@ def _act_forward_flat(out, x, code, p0, p1):
 
 def _act_backward_flat(grad_x, grad_out, x, code, p0, p1):
     # grad_x(n) := grad_out(n) * act'(x(n)), PyTorch's value at kinks
+    prefer_wide_vectors()
     zero = cast(0.0)
     one = cast(1.0)
     half = cast(0.5)
@@ -232,6 +234,7 @@ def _softmax_fwd(out, x, log):
     n, c = x.shape
     rows = max(1, ROW_BLOCK // max(c, 1))
     for b in prange((n + rows - 1) // rows):
+        prefer_wide_vectors()
         acc = np.empty(SUM_LANES)
         for i in range(b * rows, min(n, (b + 1) * rows)):
             xi = x[i]
@@ -256,6 +259,7 @@ def _softmax_bwd(grad_x, grad_out, y, log):
     n, c = y.shape
     rows = max(1, ROW_BLOCK // max(c, 1))
     for b in prange((n + rows - 1) // rows):
+        prefer_wide_vectors()
         acc = np.empty(SUM_LANES)
         for i in range(b * rows, min(n, (b + 1) * rows)):
             gi = grad_out[i]

@@ -11,7 +11,8 @@ from numba import prange
 
 from ..._threads import sync_numba_threads
 from ._jit import PARALLEL_MIN_WORK, jit, specialise, vjit, vjit_parallel
-from ._vmath import SUM_LANES, F32_MATH, F64_MATH, exp_d, log1p_d, log_d, row_sum_lanes, sigmoid_d, softplus_d
+from ._vmath import (F32_MATH, F64_MATH, SUM_LANES, exp_d, log1p_d, log_d, prefer_wide_vectors, row_sum_lanes,
+                     sigmoid_d, softplus_d)
 
 __all__ = ["softmax_cross_entropy", "nll_loss", "pointwise_loss"]
 
@@ -50,6 +51,7 @@ def _ce_block(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_ind
               mrow, srow, lrow, r0, r1):
     # rows r0 <= i < r1 of the flat (n*c,) arrays g, x (and tprob); slices
     # (not offset indices) keep every loop index provably non-negative
+    prefer_wide_vectors()
     u = eps / c
     acc = np.empty(SUM_LANES)
     for i in range(r0, r1):  # 1. - 3.
@@ -121,6 +123,7 @@ def _ce_block_small(g, row_loss, x, c, tidx, weight, has_w, ignore_index, eps, s
     # Short rows, index targets: the block is transposed into xt(c, R) so that
     # every pass runs over the R rows of the block (a row of 10 classes is too
     # short for a vector loop): m, s, log s, coef are R-vectors, updated once per class j.
+    prefer_wide_vectors()
     nr = r1 - r0
     u = eps / c
     xb = x[r0 * c:r1 * c]
@@ -347,6 +350,7 @@ def _pointwise_block(grad, buf, x, t, pw, has_pw, i0, code, param, scale):
     # buf(m) := per-element losses (float64), grad(m) := scale * d loss / d x, for
     # the elements i0 <= i < i0 + m. One loop per loss (the code is tested
     # outside the loops), float64 arithmetic, _vmath functions: vectorised.
+    prefer_wide_vectors()
     m = x.shape[0]
     if code == 0:  # mse
         for i in range(m):
