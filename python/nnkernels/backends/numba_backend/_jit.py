@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import types
 
+import numba
 from numba import njit
 
 from ..._threads import sync_numba_threads
@@ -64,3 +65,32 @@ def specialise(fn, suffix: str, names: dict):
     f.__module__ = fn.__module__
     f.__doc__ = fn.__doc__
     return f
+
+
+_READY = set()
+
+
+def call_readonly_inputs(kernel, inputs, *args):
+    """``kernel(*args)``, compiled once with the arrays at positions ``inputs``
+    typed read-only.
+
+    Numba compiles a separate copy of a kernel for each combination of
+    writable / read-only argument arrays (np.broadcast_to, memory maps and
+    the tests' read-only inputs are read-only). For the big vectorised
+    kernels each copy costs seconds of compilation. Here the first call
+    compiles the read-only variant and stops further compilation: writable
+    arrays then convert to the read-only type for free. Only if an argument
+    still matches nothing (an unusual type, e.g. an unaligned array) is
+    compilation turned back on."""
+    if kernel not in _READY:
+        tys = [numba.typeof(a) for a in args]
+        for i in inputs:
+            tys[i] = tys[i].copy(readonly=True)
+        kernel.compile(tuple(tys))
+        kernel.disable_compile()
+        _READY.add(kernel)
+    try:
+        return kernel(*args)
+    except TypeError:
+        kernel.disable_compile(False)
+        return kernel(*args)

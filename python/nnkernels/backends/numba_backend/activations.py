@@ -17,7 +17,7 @@ import numpy as np
 from numba import prange
 
 from ..._threads import sync_numba_threads
-from ._jit import PARALLEL_MIN_WORK, specialise, vjit, vjit_parallel
+from ._jit import PARALLEL_MIN_WORK, call_readonly_inputs, specialise, vjit, vjit_parallel
 from ._vmath import SUM_LANES, F32_MATH, F64_MATH, log_d, prefer_wide_vectors, row_dot, row_sum_lanes
 # The names the elementwise kernels use, bound here to the float64 functions;
 # ``_per_dtype`` compiles each kernel once per dtype with them rebound.
@@ -200,10 +200,12 @@ def activation_forward(out, x, name, param0, param1):
     if n == 0:
         return
     if n * _COST[code] < PARALLEL_MIN_WORK:
-        _FWD[x.dtype](out.reshape(-1), x.reshape(-1), code, float(param0), float(param1))
+        call_readonly_inputs(_FWD[x.dtype], (1,), out.reshape(-1), x.reshape(-1), code, float(param0),
+                             float(param1))
     else:
         sync_numba_threads()
-        _FWD_PAR[x.dtype](out.reshape(-1), x.reshape(-1), code, float(param0), float(param1))
+        call_readonly_inputs(_FWD_PAR[x.dtype], (1,), out.reshape(-1), x.reshape(-1), code, float(param0),
+                             float(param1))
 
 
 def activation_backward(grad_x, grad_out, x, name, param0, param1):
@@ -212,12 +214,12 @@ def activation_backward(grad_x, grad_out, x, name, param0, param1):
     if n == 0:
         return
     if n * _COST[code] < PARALLEL_MIN_WORK:
-        _BWD[x.dtype](grad_x.reshape(-1), grad_out.reshape(-1), x.reshape(-1), code,
-                      float(param0), float(param1))
+        call_readonly_inputs(_BWD[x.dtype], (1, 2), grad_x.reshape(-1), grad_out.reshape(-1), x.reshape(-1), code,
+                             float(param0), float(param1))
     else:
         sync_numba_threads()
-        _BWD_PAR[x.dtype](grad_x.reshape(-1), grad_out.reshape(-1), x.reshape(-1), code,
-                          float(param0), float(param1))
+        call_readonly_inputs(_BWD_PAR[x.dtype], (1, 2), grad_x.reshape(-1), grad_out.reshape(-1), x.reshape(-1),
+                             code, float(param0), float(param1))
 
 
 # ---- softmax over rows ---------------------------------------------------------
@@ -287,16 +289,16 @@ def _pick_rows(pair, x, work):
 
 
 def softmax_forward(out, x):
-    _pick_rows(_SOFTMAX_FWD, x, x.size * 8)(out, x, False)
+    call_readonly_inputs(_pick_rows(_SOFTMAX_FWD, x, x.size * 8), (1,), out, x, False)
 
 
 def softmax_backward(grad_x, grad_out, out):
-    _pick_rows(_SOFTMAX_BWD, out, out.size * 2)(grad_x, grad_out, out, False)
+    call_readonly_inputs(_pick_rows(_SOFTMAX_BWD, out, out.size * 2), (1, 2), grad_x, grad_out, out, False)
 
 
 def log_softmax_forward(out, x):
-    _pick_rows(_SOFTMAX_FWD, x, x.size * 8)(out, x, True)
+    call_readonly_inputs(_pick_rows(_SOFTMAX_FWD, x, x.size * 8), (1,), out, x, True)
 
 
 def log_softmax_backward(grad_x, grad_out, out):
-    _pick_rows(_SOFTMAX_BWD, out, out.size * 8)(grad_x, grad_out, out, True)
+    call_readonly_inputs(_pick_rows(_SOFTMAX_BWD, out, out.size * 8), (1, 2), grad_x, grad_out, out, True)

@@ -10,7 +10,7 @@ import numpy as np
 from numba import prange
 
 from ..._threads import sync_numba_threads
-from ._jit import PARALLEL_MIN_WORK, jit, specialise, vjit, vjit_parallel
+from ._jit import PARALLEL_MIN_WORK, call_readonly_inputs, jit, specialise, vjit, vjit_parallel
 from ._vmath import (F32_MATH, F64_MATH, SUM_LANES, exp_d, log1p_d, log_d, prefer_wide_vectors, row_sum_lanes,
                      sigmoid_d, softplus_d)
 
@@ -306,8 +306,9 @@ def softmax_cross_entropy(grad, losses, logits, target, weight, ignore_index, la
     else:
         sync_numba_threads()
         kernel = _CE_PARALLEL[dt]
-    total = kernel(g.reshape(-1), row_loss, logits.reshape(-1), c, tidx, tprob, is_prob, w, has_w, ignore_index,
-                   float(label_smoothing), bool(mean), wsum, rows_per_block)
+    total = call_readonly_inputs(kernel, (2, 4, 5, 7), g.reshape(-1), row_loss, logits.reshape(-1), c, tidx, tprob,
+                                 is_prob, w, has_w, ignore_index, float(label_smoothing), bool(mean), wsum,
+                                 rows_per_block)
     if losses is not None and losses is not row_loss:
         losses[...] = row_loss
     return total
@@ -441,8 +442,9 @@ def _pointwise(grad, losses, has_losses, x, t, pw, has_pw, code, param, scale, s
 
 
 _POINTWISE_BLOCK = vjit(_pointwise_block)
-_POINTWISE = (vjit(specialise(_pointwise, "_serial", {"_pointwise_block": _POINTWISE_BLOCK})),
-              vjit_parallel(specialise(_pointwise, "_parallel", {"_pointwise_block": _POINTWISE_BLOCK})))
+_POINTWISE = {dt: (vjit(specialise(_pointwise, f"_serial_{dt.name}", {"_pointwise_block": _POINTWISE_BLOCK})),
+                   vjit_parallel(specialise(_pointwise, f"_parallel_{dt.name}", {"_pointwise_block": _POINTWISE_BLOCK})))
+              for dt in (np.dtype(np.float32), np.dtype(np.float64))}
 
 
 def pointwise_loss(grad, losses, input, target, pos_weight, name, param, scale):
@@ -452,11 +454,12 @@ def pointwise_loss(grad, losses, input, target, pos_weight, name, param, scale):
     g = grad if grad is not None else np.empty(input.shape, dtype=dt)  # written, unused
     sums = np.empty((n + BLOCK - 1) // BLOCK, dtype=np.float64)
     if n * 4 < PARALLEL_MIN_WORK:
-        kernel = _POINTWISE[0]
+        kernel = _POINTWISE[dt][0]
     else:
         sync_numba_threads()
-        kernel = _POINTWISE[1]
-    kernel(g.reshape(-1), dummy if losses is None else losses.reshape(-1), losses is not None,
-           input.reshape(-1), target.reshape(-1), dummy if pos_weight is None else pos_weight,
-           pos_weight is not None, LOSS_CODES[name], float(param), float(scale), sums)
+        kernel = _POINTWISE[dt][1]
+    call_readonly_inputs(kernel, (3, 4, 5), g.reshape(-1), dummy if losses is None else losses.reshape(-1),
+                         losses is not None, input.reshape(-1), target.reshape(-1),
+                         dummy if pos_weight is None else pos_weight, pos_weight is not None, LOSS_CODES[name],
+                         float(param), float(scale), sums)
     return scale * _ordered_sum(sums)
