@@ -129,7 +129,7 @@ def _act_backward_flat(grad_x, grad_out, x, code, p0, p1):
             grad_x[i] = grad_out[i] * (s * (one - s))
     elif code == 4:
         for i in range(x.shape[0]):
-            t, sech2 = v_tanh_sech2(x[i])
+            _, sech2 = v_tanh_sech2(x[i])
             grad_x[i] = grad_out[i] * sech2
     elif code == 5:  # Phi(x) + x phi(x)
         c = cast(INV_SQRT2)
