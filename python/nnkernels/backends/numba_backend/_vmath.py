@@ -628,6 +628,22 @@ F64_MATH = dict(cast=np.float64, v_exp=exp_d, v_expm1=expm1_d, v_tanh=tanh_d, v_
                 v_sigmoid=sigmoid_d, v_softplus=softplus_d, v_erfc=erfc_d, v_row_max=row_max_d)
 
 
+
+def per_dtype(fn, compile, tag: str = "", **extra):
+    """{dtype: compiled kernel} for float32 and float64: ``compile`` (``vjit``
+    or ``vjit_parallel``) applied to a copy of ``fn`` with the names of
+    F32_MATH / F64_MATH bound (``_jit.specialise``). ``extra`` maps more global
+    names to {dtype: function} (kernels calling kernels). ``tag`` tells apart
+    two compilations of one source (serial / parallel): Numba's on-disk cache
+    is keyed by the function's name and signature, not by its options."""
+    from ._jit import specialise
+
+    out = {}
+    for dt, math_names in ((np.dtype(np.float32), F32_MATH), (np.dtype(np.float64), F64_MATH)):
+        names = dict(math_names, **{k: v[dt] for k, v in extra.items()})
+        out[dt] = compile(specialise(fn, f"_{dt.name}{tag}", names))
+    return out
+
 # ---- elementwise application, for the accuracy tests ------------------------------------
 
 

@@ -3,7 +3,7 @@
 
 - Elementary functions come from ``_vmath`` (branch-free exp, tanh, erfc...;
   ``math.exp`` would be a scalar libm call that blocks vectorisation).
-- Each kernel source is compiled once per dtype (``_per_dtype``): float32
+- Each kernel source is compiled once per dtype (``per_dtype``): float32
   data is computed in float32 lanes, float64 in float64.
 - Elementwise kernels: one loop per activation, chosen by an integer code
   outside the loop; large inputs are split into chunks over threads
@@ -17,10 +17,10 @@ import numpy as np
 from numba import prange
 
 from ..._threads import sync_numba_threads
-from ._jit import PARALLEL_MIN_WORK, call_readonly_inputs, specialise, vjit, vjit_parallel
-from ._vmath import SUM_LANES, F32_MATH, F64_MATH, log_d, prefer_wide_vectors, row_dot, row_sum_lanes
+from ._jit import PARALLEL_MIN_WORK, call_readonly_inputs, vjit, vjit_parallel
+from ._vmath import SUM_LANES, log_d, per_dtype, prefer_wide_vectors, row_dot, row_sum_lanes
 # The names the elementwise kernels use, bound here to the float64 functions;
-# ``_per_dtype`` compiles each kernel once per dtype with them rebound.
+# ``per_dtype`` compiles each kernel once per dtype with them rebound.
 from ._vmath import erfc_d as v_erfc
 from ._vmath import exp_d as v_exp
 from ._vmath import expm1_d as v_expm1
@@ -178,20 +178,10 @@ def _act_backward_parallel(grad_x, grad_out, x, code, p0, p1):
         _act_backward_flat(grad_x[lo:hi], grad_out[lo:hi], x[lo:hi], code, p0, p1)
 
 
-def _per_dtype(fn, compile, **extra):
-    """{dtype: compiled kernel} for float32 and float64 (see _jit.specialise);
-    ``extra`` maps global names to {dtype: function} (kernels calling kernels)."""
-    out = {}
-    for dt, sfx, math_names in ((np.dtype(np.float32), "_f32", F32_MATH), (np.dtype(np.float64), "_f64", F64_MATH)):
-        names = dict(math_names, **{k: v[dt] for k, v in extra.items()})
-        out[dt] = compile(specialise(fn, sfx, names))
-    return out
-
-
-_FWD = _per_dtype(_act_forward_flat, vjit)
-_BWD = _per_dtype(_act_backward_flat, vjit)
-_FWD_PAR = _per_dtype(_act_forward_parallel, vjit_parallel, _act_forward_flat=_FWD)
-_BWD_PAR = _per_dtype(_act_backward_parallel, vjit_parallel, _act_backward_flat=_BWD)
+_FWD = per_dtype(_act_forward_flat, vjit)
+_BWD = per_dtype(_act_backward_flat, vjit)
+_FWD_PAR = per_dtype(_act_forward_parallel, vjit_parallel, _act_forward_flat=_FWD)
+_BWD_PAR = per_dtype(_act_backward_parallel, vjit_parallel, _act_backward_flat=_BWD)
 
 
 def activation_forward(out, x, name, param0, param1):
@@ -277,8 +267,8 @@ def _softmax_bwd(grad_x, grad_out, y, log):
                     gxi[j] = yi[j] * (gi[j] - dot)
 
 
-_SOFTMAX_FWD = (_per_dtype(_softmax_fwd, vjit), _per_dtype(_softmax_fwd, vjit_parallel))
-_SOFTMAX_BWD = (_per_dtype(_softmax_bwd, vjit), _per_dtype(_softmax_bwd, vjit_parallel))
+_SOFTMAX_FWD = (per_dtype(_softmax_fwd, vjit), per_dtype(_softmax_fwd, vjit_parallel, "_parallel"))
+_SOFTMAX_BWD = (per_dtype(_softmax_bwd, vjit), per_dtype(_softmax_bwd, vjit_parallel, "_parallel"))
 
 
 def _pick_rows(pair, x, work):

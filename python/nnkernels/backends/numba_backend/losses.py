@@ -1,6 +1,9 @@
-"""Loss family, Numba backend: the same algorithms as the C++ kernels (one
-fused pass per row for softmax cross-entropy), float64 arithmetic, per-row /
-per-block partial sums added in order (results do not depend on threads)."""
+"""Loss family, Numba backend: the same algorithms as the C++ kernels
+(csrc/kernels/loss), written as loops LLVM vectorises (``_vmath``: no libm
+calls). Softmax cross-entropy: blocked row passes, the data's type for the
+per-element math, float64 for sums and losses. Pointwise losses: float64.
+Per-row / per-block partial sums are added in order (results do not depend
+on threads)."""
 
 from __future__ import annotations
 
@@ -11,10 +14,16 @@ from numba import prange
 
 from ..._threads import sync_numba_threads
 from ._jit import PARALLEL_MIN_WORK, call_readonly_inputs, jit, specialise, vjit, vjit_parallel
-from ._vmath import (F32_MATH, F64_MATH, SUM_LANES, exp_d, log1p_d, log_d, prefer_wide_vectors, row_sum_lanes,
-                     sigmoid_d, softplus_d)
+from ._vmath import (SUM_LANES, exp_d, log1p_d, log_d, per_dtype, prefer_wide_vectors, row_sum_lanes, sigmoid_d,
+                     softplus_d)
+# The names the cross-entropy kernels use, bound here to the float64 functions;
+# per_dtype compiles each kernel once per dtype with them rebound.
+from ._vmath import exp_d as v_exp
+from ._vmath import row_max_d as v_row_max
 
 __all__ = ["softmax_cross_entropy", "nll_loss", "pointwise_loss"]
+
+cast = np.float64
 
 #: PyTorch's BCE gradient denominator floor: the float32 constant 1e-12f, in float64
 BCE_EPS = float(np.float32(1e-12))
@@ -39,12 +48,6 @@ BLOCK = 4096  # elements per partial sum of the pointwise losses
 
 CE_BLOCK = 2048
 
-# The names the kernel uses, bound here to the float64 functions; _per_dtype
-# compiles it once per dtype with them rebound (see _jit.specialise).
-from ._vmath import exp_d as v_exp  # noqa: E402
-from ._vmath import row_max_d as v_row_max  # noqa: E402
-
-cast = np.float64
 
 
 def _ce_block(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, scale, wsum,
@@ -248,22 +251,12 @@ def _ce_parallel(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_
     return scale * total
 
 
-def _per_dtype(fn, compile, **extra):
-    """{dtype: compiled kernel} for float32 and float64 (see _jit.specialise);
-    ``extra`` maps global names to {dtype: function} (kernels calling kernels)."""
-    out = {}
-    for dt, sfx, math_names in ((np.dtype(np.float32), "_f32", F32_MATH), (np.dtype(np.float64), "_f64", F64_MATH)):
-        names = dict(math_names, **{k: v[dt] for k, v in extra.items()})
-        out[dt] = compile(specialise(fn, sfx, names))
-    return out
-
-
 _CE_SCALE = vjit(_ce_scale)
-_CE_BLOCK = _per_dtype(_ce_block, vjit)
-_CE_BLOCK_SMALL = _per_dtype(_ce_block_small, vjit)
-_CE_ROWS = _per_dtype(_ce_rows, vjit, _ce_block=_CE_BLOCK, _ce_block_small=_CE_BLOCK_SMALL)
-_CE_SERIAL = _per_dtype(_ce_serial, vjit, _ce_rows=_CE_ROWS, _ce_scale={d: _CE_SCALE for d in _CE_ROWS})
-_CE_PARALLEL = _per_dtype(_ce_parallel, vjit_parallel, _ce_rows=_CE_ROWS, _ce_scale={d: _CE_SCALE for d in _CE_ROWS})
+_CE_BLOCK = per_dtype(_ce_block, vjit)
+_CE_BLOCK_SMALL = per_dtype(_ce_block_small, vjit)
+_CE_ROWS = per_dtype(_ce_rows, vjit, _ce_block=_CE_BLOCK, _ce_block_small=_CE_BLOCK_SMALL)
+_CE_SERIAL = per_dtype(_ce_serial, vjit, _ce_rows=_CE_ROWS, _ce_scale={d: _CE_SCALE for d in _CE_ROWS})
+_CE_PARALLEL = per_dtype(_ce_parallel, vjit_parallel, _ce_rows=_CE_ROWS, _ce_scale={d: _CE_SCALE for d in _CE_ROWS})
 
 
 @jit
@@ -442,8 +435,9 @@ def _pointwise(grad, losses, has_losses, x, t, pw, has_pw, code, param, scale, s
 
 
 _POINTWISE_BLOCK = vjit(_pointwise_block)
-_POINTWISE = {dt: (vjit(specialise(_pointwise, f"_serial_{dt.name}", {"_pointwise_block": _POINTWISE_BLOCK})),
-                   vjit_parallel(specialise(_pointwise, f"_parallel_{dt.name}", {"_pointwise_block": _POINTWISE_BLOCK})))
+_BLOCK_NAME = {"_pointwise_block": _POINTWISE_BLOCK}
+_POINTWISE = {dt: (vjit(specialise(_pointwise, f"_serial_{dt.name}", _BLOCK_NAME)),
+                   vjit_parallel(specialise(_pointwise, f"_parallel_{dt.name}", _BLOCK_NAME)))
               for dt in (np.dtype(np.float32), np.dtype(np.float64))}
 
 
