@@ -27,9 +27,23 @@ def jit(fn):
 
 
 def jit_pair(fn):
-    """(serial, parallel) compilations of one kernel that uses prange."""
+    """(serial, parallel) compilations of one kernel that uses prange.
+
+    The parallel twin is compiled from a renamed copy of ``fn`` (same code,
+    same module globals): Numba's on-disk cache is keyed by the function's
+    name and the signature, not by ``parallel=True``, so with one name the
+    twin compiled first would be loaded for both in later processes."""
     return (njit(cache=True, fastmath=SAFE_FASTMATH)(fn),
-            njit(cache=True, fastmath=SAFE_FASTMATH, parallel=True)(fn))
+            njit(cache=True, fastmath=SAFE_FASTMATH, parallel=True)(_renamed(fn, "_parallel")))
+
+
+def _renamed(fn, suffix: str):
+    """``fn`` under the name ``fn.__name__ + suffix`` (same code, globals, closure)."""
+    f = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__)
+    f.__qualname__ = fn.__qualname__ + suffix
+    f.__module__ = fn.__module__
+    f.__doc__ = fn.__doc__
+    return f
 
 
 def vjit(fn):
