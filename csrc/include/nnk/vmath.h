@@ -129,10 +129,13 @@ NNK_VM_INLINE double hmax_nan(V v) {
 }
 
 // True if any lane of the mask is set.
+// (A test instruction on the register: going through memory would stall on
+// store forwarding, a zmm store followed by narrower loads.)
 NNK_VM_INLINE bool any(VI m) {
-#if NNK_VM_VECTOR
-    VI z{};
-    return std::memcmp(&m, &z, sizeof m) != 0;
+#if defined(NNK_ISA_AVX512)
+    return _mm512_test_epi64_mask((__m512i)m, (__m512i)m) != 0;
+#elif defined(NNK_ISA_AVX2)
+    return !_mm256_testz_si256((__m256i)m, (__m256i)m);
 #else
     return m;
 #endif
@@ -368,8 +371,11 @@ NNK_VM_INLINE void store_partf(float* p, VF2 v, index_t k) {
 }
 NNK_VM_INLINE VF2 vabsf(VF2 x) { return (VF2)((VI2)x & 0x7fffffff); }
 NNK_VM_INLINE bool any_f(VI2 m) {
-    VI2 z{};
-    return std::memcmp(&m, &z, sizeof m) != 0;
+#if defined(NNK_ISA_AVX512)
+    return _mm512_test_epi32_mask((__m512i)m, (__m512i)m) != 0;
+#else
+    return !_mm256_testz_si256((__m256i)m, (__m256i)m);
+#endif
 }
 NNK_VM_INLINE VF2 copysignf(VF2 a, VF2 s) {
     return (VF2)(((VI2)a & 0x7fffffff) | ((VI2)s & (VI2{} + (std::int32_t)0x80000000u)));
@@ -393,10 +399,28 @@ NNK_VM_INLINE VF2 exp_f(VF2 x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     VF2 y = p * z + r + 1.0f;
+#if defined(NNK_ISA_AVX512)
+    // y 2^n in one instruction, rounded once (subnormal results included)
+    return (VF2)_mm512_scalef_ps((__m512)y, (__m512)n);
+#else
     VI2 ni = (VI2)t - (VI2)splatf(shifter);
     VI2 n1 = ni >> 1;
     VI2 n2 = ni - n1;
     return y * (VF2)((n1 + 127) << 23) * (VF2)((n2 + 127) << 23);
+#endif
+}
+
+// 1 / d. AVX-512: 14-bit estimate and one Newton step r + r (1 - d r) with
+// FMAs: error (2^-14)^2 before the final rounding, i.e. as good as a division
+// at a third of its cost. (d = +-inf or 0 would give NaN: callers keep d
+// finite and non-zero.) AVX2 (12-bit estimate): the division.
+NNK_VM_INLINE VF2 recip_f(VF2 d) {
+#if defined(NNK_ISA_AVX512)
+    VF2 r = (VF2)_mm512_rcp14_ps((__m512)d);
+    return r + r * (1.0f - d * r);
+#else
+    return 1.0f / d;
+#endif
 }
 
 // expm1: Taylor series for |x| < 1 (no cancellation), exp(x) - 1 beyond
@@ -455,6 +479,14 @@ NNK_VM_INLINE VF2 log1p_f(VF2 y) {
     return vabsf(y) < 0x1p-25f ? y : r;
 }
 
+// 1 - tanh(a) = 2 / (exp(2a) + 1) = 2 e / (1 + e), e = exp(-2a) in [0, 1]
+// (a >= 0): nothing overflows, the denominator stays in [1, 2] for recip_f,
+// and it is exactly 0 once exp(-2a) underflows; NaN passes.
+NNK_VM_INLINE VF2 one_minus_tanh_f(VF2 a) {
+    VF2 e = exp_f(-2.0f * a);
+    return (2.0f * e) * recip_f(1.0f + e);
+}
+
 // tanh: odd polynomial for |x| < 0.625 (Cephes tanhf), 1 - 2/(exp(2|x|) + 1) beyond
 NNK_VM_INLINE VF2 tanh_f(VF2 x) {
     VF2 a = vabsf(x);
@@ -466,7 +498,7 @@ NNK_VM_INLINE VF2 tanh_f(VF2 x) {
     p = p * s - 3.33332819422e-1f;
     VF2 small = p * s * x + x;
     small = a < 0x1p-24f ? x : small;  // keeps -0.0
-    VF2 big = copysignf(1.0f - 2.0f / (exp_f(2.0f * a) + 1.0f), x);
+    VF2 big = copysignf(1.0f - one_minus_tanh_f(a), x);
     return a < 0.625f ? small : big;
 }
 
@@ -482,24 +514,25 @@ NNK_VM_INLINE VF2 tanh_sech2_f(VF2 x, VF2& t) {
     p = p * sq - 3.33332819422e-1f;
     VF2 small = p * sq * x + x;
     small = a < 0x1p-24f ? x : small;
-    VF2 d = 2.0f / (exp_f(2.0f * a) + 1.0f);
+    VF2 d = one_minus_tanh_f(a);
     VI2 is_small = a < 0.625f;
     t = is_small ? small : copysignf(1.0f - d, x);
     return is_small ? 1.0f - small * small : d * (2.0f - d);
 }
 
-// e = exp(-|x|) never overflows: 1/(1+e) for x >= 0, e/(1+e) below (tiny results stay accurate)
-// erf / erfc on float lanes (float32 gelu). Fits by tools/fit_erf.py --float:
-// erf(x)/x in u = x^2 on [0, 1] (degree 6); erfc(x) e^(x^2) in t = 1/x on
-// [0.1, 1] (degree 12). Measured (float32 evaluation): erf_f max rel. error
-// ~1.9e-7, erfc_f ~4e-7 in the tail; the float64-lane erf/erfc above are the
-// reference-accurate ones.
+// erf / erfc on float lanes (float32 gelu), one branch-free path for erfc:
+//   erfc(a) = exp(-a^2) t P(t - 1/2),  t = 1 / (1 + p a),  p = 0.4375, a >= 0,
+// P of degree 9 fitted (relative, float32 coefficients) to erfc(a) e^(a^2) / t
+// for a in [0, 10.3] by tools/fit_erf.py --float (fit error 9e-9, float32
+// Horner ~1.1e-7); exp(-a^2) uses the exact split a^2 = hi + lo (FMA).
+// erf(x) for |x| < 1: x Q(x^2) (degree 6, kErfSmallF); 1 - erfc(|x|) beyond.
+// Measured max rel. error vs float64 (float32 evaluation, all float32 inputs):
+// erf_f ~1.3e-7, erfc_f ~2.5e-7 (tests/test_activations.py).
 constexpr float kErfSmallF[7] = {1.128379165881503f, -0.37612626903580354f, 0.1128359746348709f, -0.026854328796041486f, 0.0051893119426434375f, -0.0008018854992354304f, 7.882497108300863e-05f};
-constexpr float kErfcTailF[13] = {-2.559892241571493e-06f, 0.5642960249916958f, -0.0019085988052345848f, -0.26264708329616593f, -0.12440998728280717f, 0.9387845655423168f, -1.3414046101060286f, 0.7407441101796829f, 0.37036430756882127f, -0.958735880008588f, 0.7380758467366277f, -0.2794313384804379f, 0.04385877953633181f};
-
-// erfc(x) e^(x^2) on [1, 4] as a polynomial in s = (x - 2.5) / 1.5 (degree 12;
-// well conditioned in float: no division, measured max rel. error 1.6e-7)
-constexpr float kErfcMidF[13] = {0.21080636427594104f, -0.11152100469538162f, 0.05611047258428711f, -0.02700572528974718f, 0.012489703671462174f, -0.005567332909485422f, 0.0024017016954597263f, -0.001017117774402759f, 0.00041450809790949996f, -0.00014394859779838845f, 5.4947248119873694e-05f, -3.692872360494066e-05f, 1.3819089044517419e-05f};
+constexpr float kErfcP = 0.4375f;
+constexpr float kErfcScaledF[10] = {4.559346735e-01f, 6.651412845e-01f, 6.718121171e-01f, 3.885714114e-01f,
+                                    1.209004316e-03f, -1.644378752e-01f, -3.986299038e-02f, 8.442737907e-02f,
+                                    1.893838122e-02f, -3.961429000e-02f};
 
 template <int N>
 NNK_VM_INLINE VF2 hornerf(VF2 x, const float (&c)[N]) {
@@ -508,52 +541,63 @@ NNK_VM_INLINE VF2 hornerf(VF2 x, const float (&c)[N]) {
     return p;
 }
 
-// exp(-a^2) with a^2 split exactly (FMA): exp(-hi) (1 - lo)
-NNK_VM_INLINE VF2 exp_minus_sq_f(VF2 a) {
-    VF2 hi = a * a;
+// a b - c with one rounding (the low part of a product: fmsub(a, a, a * a))
+NNK_VM_INLINE VF2 fmsub_f(VF2 a, VF2 b, VF2 c) {
 #if defined(NNK_ISA_AVX512)
-    VF2 lo = (VF2)_mm512_fmsub_ps((__m512)a, (__m512)a, (__m512)hi);
+    return (VF2)_mm512_fmsub_ps((__m512)a, (__m512)b, (__m512)c);
 #else
-    VF2 lo = (VF2)_mm256_fmsub_ps((__m256)a, (__m256)a, (__m256)hi);
+    return (VF2)_mm256_fmsub_ps((__m256)a, (__m256)b, (__m256)c);
 #endif
-    return exp_f(-hi) * (1.0f - lo);
 }
 
-// erfc(a) for a >= 1: the [1, 4] fit, and only if some lane needs it the 1/a
-// fit up to 10.05 (0 beyond, where it underflows); NaN stays NaN.
-NNK_VM_INLINE VF2 erfc_tail_f(VF2 a) {
-    VF2 r = exp_minus_sq_f(a) * hornerf(a * (1.0f / 1.5f) - (2.5f / 1.5f), kErfcMidF);
-    VI2 far = a > 4.0f;
-    if (any_f(far)) {
-        VF2 q = hornerf(1.0f / a, kErfcTailF);
-        VF2 rf = a > 10.05f ? splatf(0.0f) : exp_minus_sq_f(a) * q;
-        r = far ? rf : r;
-    }
-    return r;
+// erfc(a) e^(a^2) for 0 <= a <= 10.3 (z = a / sqrt 2 for gelu: pass t directly)
+NNK_VM_INLINE VF2 erfc_scaled_t_f(VF2 t) { return t * hornerf(t - 0.5f, kErfcScaledF); }
+
+// erfc(a) for a >= 0 (+inf gives 0, NaN gives NaN). Beyond 10.05 erfc
+// underflows: a is capped at 10.3, where exp(-a^2) is already 0.
+NNK_VM_INLINE VF2 erfc_pos_f(VF2 a) {
+    a = a > 10.3f ? splatf(10.3f) : a;  // NaN passes
+    VF2 hi = a * a;
+    VF2 lo = fmsub_f(a, a, hi);
+    VF2 t = recip_f(1.0f + kErfcP * a);
+    return exp_f(-hi) * ((1.0f - lo) * erfc_scaled_t_f(t));  // the only rounding in the subnormal range last
 }
 
 NNK_VM_INLINE VF2 erf_f(VF2 x) {
     VF2 a = vabsf(x);
     VF2 r = x * hornerf(x * x, kErfSmallF);
     VI2 tail = (a >= 1.0f) | (a != a);
-    if (any_f(tail)) r = tail ? copysignf(1.0f - erfc_tail_f(a), x) : r;
+    if (any_f(tail)) r = tail ? copysignf(1.0f - erfc_pos_f(a), x) : r;
     return r;
 }
 
 NNK_VM_INLINE VF2 erfc_f(VF2 x) {
-    VF2 a = vabsf(x);
-    VF2 r = 1.0f - x * hornerf(x * x, kErfSmallF);
-    VI2 tail = (a >= 1.0f) | (a != a);
-    if (any_f(tail)) {
-        VF2 e = erfc_tail_f(a);
-        r = tail ? (x < 0.0f ? 2.0f - e : e) : r;
-    }
-    return r;
+    VF2 e = erfc_pos_f(vabsf(x));
+    return x < 0.0f ? 2.0f - e : e;
 }
 
+// Standard normal CDF Phi(x) = erfc(-x / sqrt 2) / 2 for float32 gelu, and
+// pdf = exp(-x^2 / 2) (one exp for both). x^2 / 2 is formed from the exact
+// split of x^2, not from (x / sqrt 2)^2: no error growing with x^2. |x| is
+// capped at 14.5, where exp(-x^2/2) is exactly 0 (so gelu'(+-inf) = NaN as
+// in PyTorch); NaN passes.
+NNK_VM_INLINE VF2 normal_cdf_f(VF2 x, VF2& pdf_unscaled) {
+    constexpr float kInvSqrt2F = 0.70710678118654752440f;
+    VF2 a = vabsf(x);
+    a = a > 14.5f ? splatf(14.5f) : a;
+    VF2 hi = a * a;
+    VF2 lo = fmsub_f(a, a, hi);
+    VF2 e = exp_f(-0.5f * hi) * (1.0f - 0.5f * lo);
+    VF2 t = recip_f(1.0f + (kErfcP * kInvSqrt2F) * a);
+    VF2 q = e * (0.5f * erfc_scaled_t_f(t));  // Phi(-|x|)
+    pdf_unscaled = e;
+    return x < 0.0f ? q : 1.0f - q;
+}
+
+// e = exp(-|x|) never overflows: 1/(1+e) for x >= 0, e/(1+e) below (tiny results stay accurate)
 NNK_VM_INLINE VF2 sigmoid_f(VF2 x) {
     VF2 e = exp_f(-vabsf(x));
-    VF2 r = 1.0f / (1.0f + e);
+    VF2 r = recip_f(1.0f + e);
     return x >= 0.0f ? r : (x != x ? x : e * r);
 }
 

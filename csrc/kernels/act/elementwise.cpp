@@ -101,9 +101,11 @@ inline bool act_forward_f32_native(float* out, const float* x, index_t n, Act ac
         case Act::tanh:
             mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::tanh_f(v); });
             return true;
-        case Act::gelu:  // x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2
-            mapf1(out, x, n, kTranscendental,
-                  [](VF2 v) { return v * (0.5f * vm::erfc_f(-v * float(kInvSqrt2))); });
+        case Act::gelu:  // x Phi(x)
+            mapf1(out, x, n, kTranscendental, [](VF2 v) {
+                VF2 pdf;
+                return v * vm::normal_cdf_f(v, pdf);
+            });
             return true;
         case Act::gelu_tanh:
             mapf1(out, x, n, kTranscendental, [](VF2 v) {
@@ -157,8 +159,9 @@ inline bool act_backward_f32_native(float* gx, const float* go, const float* x, 
             return true;
         case Act::gelu:  // Phi(x) + x phi(x)
             mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
-                VF2 cdf = 0.5f * vm::erfc_f(-v * float(kInvSqrt2));
-                return g * (cdf + v * (float(kInvSqrt2Pi) * vm::exp_f(-0.5f * v * v)));
+                VF2 e;  // exp(-x^2 / 2)
+                VF2 cdf = vm::normal_cdf_f(v, e);
+                return g * (cdf + v * (float(kInvSqrt2Pi) * e));
             });
             return true;
         case Act::gelu_tanh:
