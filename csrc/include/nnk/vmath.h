@@ -381,33 +381,65 @@ NNK_VM_INLINE VF2 copysignf(VF2 a, VF2 s) {
     return (VF2)(((VI2)a & 0x7fffffff) | ((VI2)s & (VI2{} + (std::int32_t)0x80000000u)));
 }
 
-// exp: n = rint(x log2 e), r = x - n ln2 (two parts), exp(r) = 1 + r + r^2 P(r)
-// (Cephes expf coefficients), 2^n applied in two halves (subnormals round once).
-NNK_VM_INLINE VF2 exp_f(VF2 x) {
-    x = x < -104.0f ? splatf(-104.0f) : x;  // NaN passes unchanged
-    x = x > 89.0f ? splatf(89.0f) : x;
+template <int N>
+NNK_VM_INLINE VF2 hornerf(VF2 x, const float (&c)[N]) {
+    VF2 p = splatf(c[N - 1]);
+    for (int i = N - 2; i >= 0; --i) p = p * x + c[i];
+    return p;
+}
+
+// exp(r) = 1 + r + r^2 Q(r) on |r| <= ln2/2: Q of degree 4 fitted (relative,
+// float32 coefficients; Horner in float: max rel. error 6e-8). kExpF is the
+// whole polynomial, kExpm1QF = Q (for expm1 without cancellation).
+constexpr float kExpF[7] = {1.0f, 1.0f, 4.999999404e-01f, 1.666652113e-01f, 4.166838899e-02f,
+                            8.368710056e-03f, 1.381461043e-03f};
+constexpr float kExpm1QF[5] = {4.999999404e-01f, 1.666652113e-01f, 4.166838899e-02f, 8.368710056e-03f,
+                               1.381461043e-03f};
+
+// x = n ln2 + r, n = rint(x log2 e) (as float), |r| <= ln2/2; ln2 in two
+// parts (n 0.693359375 is exact).
+NNK_VM_INLINE VF2 exp_reduce_f(VF2 x, VF2& n) {
     const float shifter = 0x1.8p23f;
-    VF2 t = x * 1.44269504088896341f + shifter;
-    VF2 n = t - shifter;
+    n = (x * 1.44269504088896341f + shifter) - shifter;
     VF2 r = x - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    VF2 z = r * r;
-    VF2 p = splatf(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    VF2 y = p * z + r + 1.0f;
+    return r - n * -2.12194440e-4f;
+}
+
+// y 2^n (n integral, -150 <= n <= 128), rounded once, subnormal results included.
+NNK_VM_INLINE VF2 ldexp_f(VF2 y, VF2 n) {
 #if defined(NNK_ISA_AVX512)
-    // y 2^n in one instruction, rounded once (subnormal results included)
     return (VF2)_mm512_scalef_ps((__m512)y, (__m512)n);
-#else
-    VI2 ni = (VI2)t - (VI2)splatf(shifter);
+#else  // in two halves: y 2^n1 stays normal, the second product rounds once
+    VI2 ni = __builtin_convertvector(n, VI2);
     VI2 n1 = ni >> 1;
     VI2 n2 = ni - n1;
     return y * (VF2)((n1 + 127) << 23) * (VF2)((n2 + 127) << 23);
 #endif
+}
+
+// exp(x) for x <= 89 (no overflow clamp: for arguments known not to exceed
+// it, e.g. x <= 0). Below -104 the result is 0; NaN passes.
+NNK_VM_INLINE VF2 exp_lo_f(VF2 x) {
+    x = x < -104.0f ? splatf(-104.0f) : x;
+    VF2 n;
+    VF2 r = exp_reduce_f(x, n);
+    return ldexp_f(hornerf(r, kExpF), n);
+}
+
+// exp(x) for any x (inf beyond 88.72, 0 below -103.9, NaN passes).
+NNK_VM_INLINE VF2 exp_f(VF2 x) { return exp_lo_f(x > 89.0f ? splatf(89.0f) : x); }
+
+// exp(x) - 1 for x <= 0 (or NaN), without cancellation near 0, and 1 + exp(x)
+// in `one_plus_ex`, each rounded once: with x = n ln2 + r,
+// expm1(x) = 2^n expm1(r) + (2^n - 1) and 1 + exp(x) = 2^n expm1(r) + (2^n + 1).
+NNK_VM_INLINE VF2 expm1_nonpos_f(VF2 x, VF2& one_plus_ex) {
+    x = x < -104.0f ? splatf(-104.0f) : x;
+    VF2 n;
+    VF2 r = exp_reduce_f(x, n);
+    VF2 pm = r + (r * r) * hornerf(r, kExpm1QF);  // expm1(r)
+    VF2 s = ldexp_f(splatf(1.0f), n);             // 2^n (0 for n = -150)
+    one_plus_ex = pm * s + (s + 1.0f);
+    return pm * s + (s - 1.0f);
 }
 
 // 1 / d. AVX-512: 14-bit estimate and one Newton step r + r (1 - d r) with
@@ -479,45 +511,27 @@ NNK_VM_INLINE VF2 log1p_f(VF2 y) {
     return vabsf(y) < 0x1p-25f ? y : r;
 }
 
-// 1 - tanh(a) = 2 / (exp(2a) + 1) = 2 e / (1 + e), e = exp(-2a) in [0, 1]
-// (a >= 0): nothing overflows, the denominator stays in [1, 2] for recip_f,
-// and it is exactly 0 once exp(-2a) underflows; NaN passes.
-NNK_VM_INLINE VF2 one_minus_tanh_f(VF2 a) {
-    VF2 e = exp_f(-2.0f * a);
-    return (2.0f * e) * recip_f(1.0f + e);
-}
-
-// tanh: odd polynomial for |x| < 0.625 (Cephes tanhf), 1 - 2/(exp(2|x|) + 1) beyond
+// tanh(x) = sign(x) (1 - e) / (1 + e), e = exp(-2|x|) in [0, 1]: one path
+// for every x. The numerator is -expm1(-2|x|) (no cancellation near 0), the
+// denominator is in [1, 2] (recip_f is safe) and the quotient gets one
+// correction step (q + (num - q den) / den: the division's 0.5 ulp instead of
+// two roundings). Nothing overflows, |x| = inf gives e = 0, tanh = +-1; NaN
+// passes; -0.0 keeps its sign.
 NNK_VM_INLINE VF2 tanh_f(VF2 x) {
-    VF2 a = vabsf(x);
-    VF2 s = x * x;
-    VF2 p = splatf(-5.70498872745e-3f);
-    p = p * s + 2.06390887954e-2f;
-    p = p * s - 5.37397155531e-2f;
-    p = p * s + 1.33314422036e-1f;
-    p = p * s - 3.33332819422e-1f;
-    VF2 small = p * s * x + x;
-    small = a < 0x1p-24f ? x : small;  // keeps -0.0
-    VF2 big = copysignf(1.0f - one_minus_tanh_f(a), x);
-    return a < 0.625f ? small : big;
+    VF2 den;
+    VF2 num = expm1_nonpos_f(-2.0f * vabsf(x), den);  // -(1 - e), 1 + e
+    VF2 r = recip_f(den);
+    VF2 q = num * r;
+    q = q + (num - q * den) * r;
+    return copysignf(q, x);
 }
 
-// 1 - tanh(x)^2 without cancellation: with d = 2/(exp(2|x|) + 1) = 1 - |tanh x|,
-// it is d (2 - d) (|x| >= 0.625); 1 - t^2 below (t^2 < 0.31). Sets t = tanh(x).
-NNK_VM_INLINE VF2 tanh_sech2_f(VF2 x, VF2& t) {
-    VF2 a = vabsf(x);
-    VF2 sq = x * x;
-    VF2 p = splatf(-5.70498872745e-3f);
-    p = p * sq + 2.06390887954e-2f;
-    p = p * sq - 5.37397155531e-2f;
-    p = p * sq + 1.33314422036e-1f;
-    p = p * sq - 3.33332819422e-1f;
-    VF2 small = p * sq * x + x;
-    small = a < 0x1p-24f ? x : small;
-    VF2 d = one_minus_tanh_f(a);
-    VI2 is_small = a < 0.625f;
-    t = is_small ? small : copysignf(1.0f - d, x);
-    return is_small ? 1.0f - small * small : d * (2.0f - d);
+// tanh'(x) = 1 - tanh(x)^2 = 4 e / (1 + e)^2, e = exp(-2|x|) (no cancellation
+// for large |x|, exactly 0 once e underflows).
+NNK_VM_INLINE VF2 tanh_grad_f(VF2 x) {
+    VF2 e = exp_lo_f(-2.0f * vabsf(x));
+    VF2 r = recip_f(1.0f + e);
+    return (4.0f * e) * (r * r);
 }
 
 // erf / erfc on float lanes (float32 gelu), one branch-free path for erfc:
@@ -533,13 +547,6 @@ constexpr float kErfcP = 0.4375f;
 constexpr float kErfcScaledF[10] = {4.559346735e-01f, 6.651412845e-01f, 6.718121171e-01f, 3.885714114e-01f,
                                     1.209004316e-03f, -1.644378752e-01f, -3.986299038e-02f, 8.442737907e-02f,
                                     1.893838122e-02f, -3.961429000e-02f};
-
-template <int N>
-NNK_VM_INLINE VF2 hornerf(VF2 x, const float (&c)[N]) {
-    VF2 p = splatf(c[N - 1]);
-    for (int i = N - 2; i >= 0; --i) p = p * x + c[i];
-    return p;
-}
 
 // a b - c with one rounding (the low part of a product: fmsub(a, a, a * a))
 NNK_VM_INLINE VF2 fmsub_f(VF2 a, VF2 b, VF2 c) {
@@ -560,7 +567,7 @@ NNK_VM_INLINE VF2 erfc_pos_f(VF2 a) {
     VF2 hi = a * a;
     VF2 lo = fmsub_f(a, a, hi);
     VF2 t = recip_f(1.0f + kErfcP * a);
-    return exp_f(-hi) * ((1.0f - lo) * erfc_scaled_t_f(t));  // the only rounding in the subnormal range last
+    return exp_lo_f(-hi) * ((1.0f - lo) * erfc_scaled_t_f(t));  // the only rounding in the subnormal range last
 }
 
 NNK_VM_INLINE VF2 erf_f(VF2 x) {
@@ -587,18 +594,27 @@ NNK_VM_INLINE VF2 normal_cdf_f(VF2 x, VF2& pdf_unscaled) {
     a = a > 14.5f ? splatf(14.5f) : a;
     VF2 hi = a * a;
     VF2 lo = fmsub_f(a, a, hi);
-    VF2 e = exp_f(-0.5f * hi) * (1.0f - 0.5f * lo);
+    VF2 e = exp_lo_f(-0.5f * hi) * (1.0f - 0.5f * lo);
     VF2 t = recip_f(1.0f + (kErfcP * kInvSqrt2F) * a);
     VF2 q = e * (0.5f * erfc_scaled_t_f(t));  // Phi(-|x|)
     pdf_unscaled = e;
     return x < 0.0f ? q : 1.0f - q;
 }
 
-// e = exp(-|x|) never overflows: 1/(1+e) for x >= 0, e/(1+e) below (tiny results stay accurate)
-NNK_VM_INLINE VF2 sigmoid_f(VF2 x) {
-    VF2 e = exp_f(-vabsf(x));
+// e = exp(-|x|) never overflows: sigmoid = 1/(1+e) for x >= 0, e/(1+e)
+// below (tiny results stay accurate); NaN gives NaN (through e). Sets
+// `grad` = sigmoid'(x) = s (1 - s) = e / (1 + e)^2 (no cancellation for large x).
+NNK_VM_INLINE VF2 sigmoid_grad_f(VF2 x, VF2& grad) {
+    VF2 e = exp_lo_f(-vabsf(x));
     VF2 r = recip_f(1.0f + e);
-    return x >= 0.0f ? r : (x != x ? x : e * r);
+    VF2 er = e * r;
+    grad = er * r;
+    return x < 0.0f ? er : r;
+}
+
+NNK_VM_INLINE VF2 sigmoid_f(VF2 x) {
+    VF2 grad;
+    return sigmoid_grad_f(x, grad);
 }
 
 // log1p(y) for y in [0, 1]: 2 atanh(s), s = y / (2 + y) <= 1/3, series to s^15
@@ -618,7 +634,7 @@ NNK_VM_INLINE VF2 log1p_unit_f(VF2 y) {
 // log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|))
 NNK_VM_INLINE VF2 softplus_f(VF2 x) {
     VF2 m = x > 0.0f ? x : splatf(0.0f);
-    return x != x ? x : m + log1p_unit_f(exp_f(-vabsf(x)));
+    return x != x ? x : m + log1p_unit_f(exp_lo_f(-vabsf(x)));
 }
 #endif
 

@@ -108,9 +108,10 @@ inline bool act_forward_f32_native(float* out, const float* x, index_t n, Act ac
             });
             return true;
         case Act::gelu_tanh:
+            // 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation where tanh(u) -> -1
             mapf1(out, x, n, kTranscendental, [](VF2 v) {
-                VF2 inner = float(kSqrt2OverPi) * (v + float(kGeluC) * v * v * v);
-                return 0.5f * v * (1.0f + vm::tanh_f(inner));
+                VF2 two_u = float(2.0 * kSqrt2OverPi) * (v + float(kGeluC) * v * v * v);
+                return v * vm::sigmoid_f(two_u);
             });
             return true;
         case Act::silu:
@@ -147,15 +148,13 @@ inline bool act_backward_f32_native(float* gx, const float* go, const float* x, 
             return true;
         case Act::sigmoid:
             mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
-                VF2 sg = vm::sigmoid_f(v);
-                return g * (sg * (1.0f - sg));
+                VF2 grad;
+                vm::sigmoid_grad_f(v, grad);
+                return g * grad;
             });
             return true;
         case Act::tanh:
-            mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
-                VF2 t;
-                return g * vm::tanh_sech2_f(v, t);
-            });
+            mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) { return g * vm::tanh_grad_f(v); });
             return true;
         case Act::gelu:  // Phi(x) + x phi(x)
             mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
@@ -165,19 +164,22 @@ inline bool act_backward_f32_native(float* gx, const float* go, const float* x, 
             });
             return true;
         case Act::gelu_tanh:
+            // d/dx x sigmoid(2u) = sigmoid(2u) + x sigmoid'(2u) 2u'
             mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
-                VF2 t;
-                VF2 sech2 = vm::tanh_sech2_f(float(kSqrt2OverPi) * (v + float(kGeluC) * v * v * v), t);
-                VF2 dinner = float(kSqrt2OverPi) * (1.0f + float(3.0 * kGeluC) * v * v);
-                VF2 second = 0.5f * v * sech2 * dinner;  // 0 once sech2 underflows (|x| huge: v^3 = inf)
-                second = (sech2 == 0.0f) & (vm::vabsf(v) < INFINITY) ? splatf(0.0f) : second;  // inf: NaN, as torch
-                return g * (0.5f * (1.0f + t) + second);
+                VF2 two_u = float(2.0 * kSqrt2OverPi) * (v + float(kGeluC) * v * v * v);
+                VF2 dsig;
+                VF2 sig = vm::sigmoid_grad_f(two_u, dsig);
+                VF2 two_du = float(2.0 * kSqrt2OverPi) * (1.0f + float(3.0 * kGeluC) * v * v);
+                VF2 second = v * dsig * two_du;  // 0 once dsig underflows (|x| huge: v^3 = inf)
+                second = (dsig == 0.0f) & (vm::vabsf(v) < INFINITY) ? splatf(0.0f) : second;  // inf: NaN, as torch
+                return g * (sig + second);
             });
             return true;
         case Act::silu:
-            mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
-                VF2 sg = vm::sigmoid_f(v);
-                return g * (sg * (1.0f + v * (1.0f - sg)));
+            mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {  // s + x s (1 - s)
+                VF2 grad;
+                VF2 sg = vm::sigmoid_grad_f(v, grad);
+                return g * (sg + v * grad);
             });
             return true;
         case Act::softplus:
