@@ -381,6 +381,23 @@ NNK_VM_INLINE VF2 copysignf(VF2 a, VF2 s) {
     return (VF2)(((VI2)a & 0x7fffffff) | ((VI2)s & (VI2{} + (std::int32_t)0x80000000u)));
 }
 
+// min(x, c) / max(x, c) that keep a NaN x (one vminps / vmaxps: the
+// instruction returns its second operand when either is NaN).
+NNK_VM_INLINE VF2 min_keep_nan_f(VF2 x, float c) {
+#if defined(NNK_ISA_AVX512)
+    return (VF2)_mm512_min_ps(_mm512_set1_ps(c), (__m512)x);
+#else
+    return (VF2)_mm256_min_ps(_mm256_set1_ps(c), (__m256)x);
+#endif
+}
+NNK_VM_INLINE VF2 max_keep_nan_f(VF2 x, float c) {
+#if defined(NNK_ISA_AVX512)
+    return (VF2)_mm512_max_ps(_mm512_set1_ps(c), (__m512)x);
+#else
+    return (VF2)_mm256_max_ps(_mm256_set1_ps(c), (__m256)x);
+#endif
+}
+
 template <int N>
 NNK_VM_INLINE VF2 hornerf(VF2 x, const float (&c)[N]) {
     VF2 p = splatf(c[N - 1]);
@@ -417,23 +434,27 @@ NNK_VM_INLINE VF2 ldexp_f(VF2 y, VF2 n) {
 #endif
 }
 
-// exp(x) for x <= 89 (no overflow clamp: for arguments known not to exceed
-// it, e.g. x <= 0). Below -104 the result is 0; NaN passes.
-NNK_VM_INLINE VF2 exp_lo_f(VF2 x) {
-    x = x < -104.0f ? splatf(-104.0f) : x;
+// exp(x + lo) for x in [-170, 89] (no clamps: for arguments known to be in
+// range) and |lo| <= ulp(x) (the low part of an exactly split argument, added
+// to the reduced argument; 0 if none).
+NNK_VM_INLINE VF2 exp_core_f(VF2 x, VF2 lo = VF2{}) {
     VF2 n;
-    VF2 r = exp_reduce_f(x, n);
+    VF2 r = exp_reduce_f(x, n) + lo;
     return ldexp_f(hornerf(r, kExpF), n);
 }
 
+// exp(x) for x <= 89 (no overflow clamp: for arguments known not to exceed
+// it, e.g. x <= 0). Below -104 the result is 0; NaN passes.
+NNK_VM_INLINE VF2 exp_lo_f(VF2 x) { return exp_core_f(max_keep_nan_f(x, -104.0f)); }
+
 // exp(x) for any x (inf beyond 88.72, 0 below -103.9, NaN passes).
-NNK_VM_INLINE VF2 exp_f(VF2 x) { return exp_lo_f(x > 89.0f ? splatf(89.0f) : x); }
+NNK_VM_INLINE VF2 exp_f(VF2 x) { return exp_lo_f(min_keep_nan_f(x, 89.0f)); }
 
 // exp(x) - 1 for x <= 0 (or NaN), without cancellation near 0, and 1 + exp(x)
 // in `one_plus_ex`, each rounded once: with x = n ln2 + r,
 // expm1(x) = 2^n expm1(r) + (2^n - 1) and 1 + exp(x) = 2^n expm1(r) + (2^n + 1).
 NNK_VM_INLINE VF2 expm1_nonpos_f(VF2 x, VF2& one_plus_ex) {
-    x = x < -104.0f ? splatf(-104.0f) : x;
+    x = max_keep_nan_f(x, -104.0f);
     VF2 n;
     VF2 r = exp_reduce_f(x, n);
     VF2 pm = r + (r * r) * hornerf(r, kExpm1QF);  // expm1(r)
@@ -563,11 +584,11 @@ NNK_VM_INLINE VF2 erfc_scaled_t_f(VF2 t) { return t * hornerf(t - 0.5f, kErfcSca
 // erfc(a) for a >= 0 (+inf gives 0, NaN gives NaN). Beyond 10.05 erfc
 // underflows: a is capped at 10.3, where exp(-a^2) is already 0.
 NNK_VM_INLINE VF2 erfc_pos_f(VF2 a) {
-    a = a > 10.3f ? splatf(10.3f) : a;  // NaN passes
+    a = min_keep_nan_f(a, 10.3f);
     VF2 hi = a * a;
     VF2 lo = fmsub_f(a, a, hi);
     VF2 t = recip_f(1.0f + kErfcP * a);
-    return exp_lo_f(-hi) * ((1.0f - lo) * erfc_scaled_t_f(t));  // the only rounding in the subnormal range last
+    return exp_core_f(-hi, -lo) * erfc_scaled_t_f(t);
 }
 
 NNK_VM_INLINE VF2 erf_f(VF2 x) {
@@ -590,13 +611,13 @@ NNK_VM_INLINE VF2 erfc_f(VF2 x) {
 // in PyTorch); NaN passes.
 NNK_VM_INLINE VF2 normal_cdf_f(VF2 x, VF2& pdf_unscaled) {
     constexpr float kInvSqrt2F = 0.70710678118654752440f;
-    VF2 a = vabsf(x);
-    a = a > 14.5f ? splatf(14.5f) : a;
+    VF2 a = min_keep_nan_f(vabsf(x), 14.5f);
     VF2 hi = a * a;
     VF2 lo = fmsub_f(a, a, hi);
-    VF2 e = exp_lo_f(-0.5f * hi) * (1.0f - 0.5f * lo);
-    VF2 t = recip_f(1.0f + (kErfcP * kInvSqrt2F) * a);
-    VF2 q = e * (0.5f * erfc_scaled_t_f(t));  // Phi(-|x|)
+    VF2 e = exp_core_f(-0.5f * hi, -0.5f * lo);  // exp(-x^2 / 2)
+    // t / 2 = 1 / (2 + 2 p a / sqrt 2): the 1/2 of Phi = erfc / 2 for free
+    VF2 half_t = recip_f(2.0f + (2.0f * kErfcP * kInvSqrt2F) * a);
+    VF2 q = e * (half_t * hornerf(2.0f * half_t - 0.5f, kErfcScaledF));  // Phi(-|x|)
     pdf_unscaled = e;
     return x < 0.0f ? q : 1.0f - q;
 }
@@ -605,7 +626,7 @@ NNK_VM_INLINE VF2 normal_cdf_f(VF2 x, VF2& pdf_unscaled) {
 // below (tiny results stay accurate); NaN gives NaN (through e). Sets
 // `grad` = sigmoid'(x) = s (1 - s) = e / (1 + e)^2 (no cancellation for large x).
 NNK_VM_INLINE VF2 sigmoid_grad_f(VF2 x, VF2& grad) {
-    VF2 e = exp_lo_f(-vabsf(x));
+    VF2 e = exp_lo_f(-vabsf(x));  // -|x|: one OR of the sign bit
     VF2 r = recip_f(1.0f + e);
     VF2 er = e * r;
     grad = er * r;

@@ -73,10 +73,14 @@ template <class F>
 void mapf1(float* out, const float* x, index_t n, index_t cost, F f) {
     parallel_chunks(n, n * cost, 64, [&](index_t lo, index_t hi) {
         index_t i = lo;
-        for (; i + WF <= hi; i += WF) {
+        for (; i + 2 * WF <= hi; i += 2 * WF) {  // two independent vectors per step (latency)
             prefetch_ahead(out + i, x + i);
-            vm::storef(out + i, f(vm::loadf(x + i)));
+            prefetch_ahead(out + i + WF, x + i + WF);
+            VF2 y0 = f(vm::loadf(x + i)), y1 = f(vm::loadf(x + i + WF));
+            vm::storef(out + i, y0);
+            vm::storef(out + i + WF, y1);
         }
+        for (; i + WF <= hi; i += WF) vm::storef(out + i, f(vm::loadf(x + i)));
         if (i < hi) vm::store_partf(out + i, f(vm::load_partf(x + i, hi - i, 0.0f)), hi - i);
     });
 }
@@ -85,10 +89,14 @@ template <class F>
 void mapf2(float* out, const float* g, const float* x, index_t n, index_t cost, F f) {
     parallel_chunks(n, n * cost, 64, [&](index_t lo, index_t hi) {
         index_t i = lo;
-        for (; i + WF <= hi; i += WF) {
+        for (; i + 2 * WF <= hi; i += 2 * WF) {
             prefetch_ahead(out + i, x + i, g + i);
-            vm::storef(out + i, f(vm::loadf(g + i), vm::loadf(x + i)));
+            prefetch_ahead(out + i + WF, x + i + WF, g + i + WF);
+            VF2 y0 = f(vm::loadf(g + i), vm::loadf(x + i)), y1 = f(vm::loadf(g + i + WF), vm::loadf(x + i + WF));
+            vm::storef(out + i, y0);
+            vm::storef(out + i + WF, y1);
         }
+        for (; i + WF <= hi; i += WF) vm::storef(out + i, f(vm::loadf(g + i), vm::loadf(x + i)));
         if (i < hi)
             vm::store_partf(out + i, f(vm::load_partf(g + i, hi - i, 0.0f), vm::load_partf(x + i, hi - i, 0.0f)),
                             hi - i);
