@@ -38,6 +38,34 @@ struct RowLosses {
     double* v;
 };
 
+#if NNK_VM_VECTOR
+// ce_row_index for float32 with a gradient, eps == 0 or no weights (see row_exp_sum_online)
+inline double ce_row_index_online(const CrossEntropyProblem<float>& p, index_t i, double scale, double wsum) {
+    const index_t c = p.c;
+    const float* x = p.logits + i * c;
+    float* g = p.grad + i * c;
+    const std::int64_t y = p.target_idx[i];
+    const double eps = p.label_smoothing;
+    const double wy = p.weight ? double(p.weight[y]) : 1.0;
+    float shift[kMaxChunks];
+    double m;
+    const double s = row_exp_sum_online(g, shift, x, c, m);
+    const double log_s = std::log(s);
+    double loss = (1.0 - eps) * wy * ((m - double(x[y])) + log_s);
+    if (eps != 0.0) loss += eps / double(c) * (wsum * (m + log_s) - row_dot<float>(x, nullptr, c));
+    const double coef = scale * ((1.0 - eps) * wy + eps / double(c) * wsum) / s;
+    const double off = scale * eps / double(c);
+    index_t k = 0;
+    for (index_t j0 = 0; j0 < c; j0 += kChunk, ++k) {
+        const index_t len = j0 + kChunk < c ? kChunk : c - j0;
+        // exp(M_k - m) = 1 for the chunks after the last rise of the max; NaN rows stay NaN
+        row_scale(g + j0, len, coef * std::exp(double(shift[k]) - m), off);
+    }
+    g[y] = float(double(g[y]) - scale * (1.0 - eps) * wy);
+    return loss;
+}
+#endif
+
 template <class T>
 double ce_row_index(const CrossEntropyProblem<T>& p, index_t i, double scale, double wsum) {
     const index_t c = p.c;
@@ -51,6 +79,14 @@ double ce_row_index(const CrossEntropyProblem<T>& p, index_t i, double scale, do
     }
     const double eps = p.label_smoothing;
     const double wy = p.weight ? double(p.weight[y]) : 1.0;
+#if NNK_VM_VECTOR
+    // float32 rows with a gradient and no per-class smoothing weights: one
+    // pass over memory (g := exp(x - shift of its chunk), rescaled below)
+    if constexpr (sizeof(T) == 4) {
+        if (g && (eps == 0.0 || !p.weight) && c <= kChunk * kMaxChunks)
+            return ce_row_index_online(p, i, scale, wsum);
+    }
+#endif
     const double m = row_max(x, c);
     const double s = row_exp_sum(g, x, c, m);  // g := exp(x - m)
     const double log_s = std::log(s);
