@@ -218,6 +218,90 @@ void ce_block_small(const CrossEntropyProblem<T>& p, index_t i0, index_t nr, dou
     }
 }
 
+#if defined(NNK_ISA_AVX512)
+// Rows of c <= 16 classes, float32, index targets: one row per register
+// (masked loads; lanes c..15 padded), 16 rows per block. The per-row max and
+// sum are taken for all 16 rows at once by a reduction tree (45 shuffles/ops
+// for 16 rows instead of 16 serial horizontal reductions, whose latency
+// chains would leave the core idle), and so are log(sum) and 1/sum.
+constexpr index_t kRowLanes = 16;
+
+// lane r of the result = op-reduction of the 16 lanes of v[r]
+template <class Op>
+inline __m512 reduce_rows16(const __m512* v, Op op) {
+    __m512 w[8], z[4], q[2];
+    for (int k = 0; k < 8; ++k)  // 256-bit halves
+        w[k] = op(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0x44), _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0xEE));
+    for (int k = 0; k < 4; ++k)  // 128-bit quarters
+        z[k] = op(_mm512_shuffle_f32x4(w[2 * k], w[2 * k + 1], 0x88), _mm512_shuffle_f32x4(w[2 * k], w[2 * k + 1], 0xDD));
+    for (int k = 0; k < 2; ++k)  // pairs of lanes
+        q[k] = op(_mm512_shuffle_ps(z[2 * k], z[2 * k + 1], 0x44), _mm512_shuffle_ps(z[2 * k], z[2 * k + 1], 0xEE));
+    const __m512 t = op(_mm512_shuffle_ps(q[0], q[1], 0x88), _mm512_shuffle_ps(q[0], q[1], 0xDD));
+    // t's lane q holds row (q % 4) * 4 + q / 4
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), t);
+}
+
+inline __m512 lane_bcast(__m512 v, int r) { return _mm512_permutexvar_ps(_mm512_set1_epi32(r), v); }
+
+void ce_rows_lane16(const CrossEntropyProblem<float>& p, index_t lo, index_t hi, double scale, double wsum,
+                    double* row_loss) {
+    using vm::VF2;
+    const index_t c = p.c;
+    const double eps = p.label_smoothing, u = eps / double(c);
+    const __mmask16 kc = __mmask16((1u << c) - 1u);
+    const __m512 neg_inf = _mm512_set1_ps(-INFINITY), zero = _mm512_setzero_ps();
+    const __m512 wv = p.weight ? _mm512_maskz_loadu_ps(kc, p.weight) : _mm512_maskz_mov_ps(kc, _mm512_set1_ps(1.0f));
+    const __m512 offw = _mm512_mul_ps(_mm512_set1_ps(float(scale * u)), wv);  // eps/c w_j scale
+    const auto vmax = [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); };
+    const auto vadd = [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); };
+    alignas(64) float wyb[kRowLanes], mb[kRowLanes], lsb[kRowLanes], wxb[kRowLanes];
+    for (index_t i0 = lo; i0 < hi; i0 += kRowLanes) {
+        const index_t nr = hi - i0 < kRowLanes ? hi - i0 : kRowLanes;
+        __m512 v[kRowLanes];
+        for (index_t r = 0; r < kRowLanes; ++r) {
+            const index_t i = i0 + (r < nr ? r : 0);  // padding rows repeat row i0 (discarded)
+            v[r] = _mm512_mask_loadu_ps(neg_inf, kc, p.logits + i * c);
+            const std::int64_t y = p.target_idx[i];
+            wyb[r] = y == p.ignore_index ? 0.0f : (p.weight ? p.weight[y] : 1.0f);
+        }
+        // a NaN lane may be dropped by the max: the sum below is NaN then.
+        // While a row is all -inf, its max is taken as 0 (exp = 0, sum 0: NaN later, as PyTorch)
+        __m512 m = reduce_rows16(v, vmax);
+        m = _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(m, neg_inf, _CMP_EQ_OQ), zero);
+        _mm512_store_ps(mb, m);
+        if (eps != 0.0) {  // sum_j w_j (x_j - m)
+            __m512 t[kRowLanes];
+            for (index_t r = 0; r < kRowLanes; ++r) t[r] = _mm512_mul_ps(_mm512_maskz_sub_ps(kc, v[r], lane_bcast(m, int(r))), wv);
+            _mm512_store_ps(wxb, reduce_rows16(t, vadd));
+        }
+        for (index_t r = 0; r < kRowLanes; ++r) {
+            // lanes c..15: exp(0), then zeroed (exp(-inf) would underflow: a slow microcode assist)
+            const __m512 d = _mm512_maskz_sub_ps(kc, v[r], lane_bcast(m, int(r)));
+            v[r] = _mm512_maskz_mov_ps(kc, (__m512)vm::exp_lo_f((VF2)d));  // v := e
+        }
+        const __m512 s = reduce_rows16(v, vadd);
+        _mm512_store_ps(lsb, (__m512)vm::log_f((VF2)s));
+        const __m512 coef = _mm512_div_ps(_mm512_fmadd_ps(_mm512_set1_ps(float(scale * (1.0 - eps))), _mm512_load_ps(wyb),
+                                                          _mm512_set1_ps(float(scale * u * wsum))),
+                                          s);
+        for (index_t r = 0; r < nr; ++r) {
+            const index_t i = i0 + r;
+            const std::int64_t y = p.target_idx[i];
+            const bool ign = y == p.ignore_index;
+            // (1-eps) w_y (lse - x_y) + eps/c sum_j w_j (lse - x_j), lse = m + log s
+            double l = (1.0 - eps) * double(wyb[r]) * ((double(mb[r]) - double(p.logits[i * c + (ign ? 0 : y)])) + double(lsb[r]));
+            if (eps != 0.0) l += u * (wsum * double(lsb[r]) - double(wxb[r]));
+            row_loss[i] = ign ? 0.0 : l;
+            if (!p.grad) continue;
+            __m512 gv = _mm512_fmsub_ps(v[r], lane_bcast(coef, int(r)), offw);
+            gv = _mm512_mask_sub_ps(gv, ign ? __mmask16(0) : __mmask16(1u << y), gv,
+                                    _mm512_set1_ps(float(scale * (1.0 - eps)) * wyb[r]));
+            _mm512_mask_storeu_ps(p.grad + i * c, kc, ign ? zero : gv);
+        }
+    }
+}
+#endif
+
 template <class T>
 double weight_sum(const T* w, index_t c) {
     if (!w) return double(c);
@@ -244,6 +328,18 @@ double cross_entropy(const CrossEntropyProblem<T>& p) {
     if (p.mean) scale = p.target_idx ? 1.0 / index_denominator(p) : 1.0 / double(n);
     const double wsum = weight_sum(p.weight, c);
     RowLosses rl(n);
+#if defined(NNK_ISA_AVX512)
+    if constexpr (sizeof(T) == 4) {
+        if (p.target_idx && c <= kRowLanes) {
+            parallel_chunks(n, n * c * 6, kRowLanes, [&](index_t lo, index_t hi) {
+                ce_rows_lane16(p, lo, hi, scale, wsum, rl.v);
+                if (p.losses)
+                    for (index_t i = lo; i < hi; ++i) p.losses[i] = float(rl.v[i]);
+            });
+            return scale * rl.sum(n);
+        }
+    }
+#endif
     if (p.target_idx && c <= kSmallC && W > 1) {
         parallel_chunks(n, n * c * 6, W, [&](index_t lo, index_t hi) {
             for (index_t i = lo; i < hi; i += W) {
