@@ -30,10 +30,15 @@ struct RowLosses {
     ~RowLosses() { delete[] v; }
     RowLosses(const RowLosses&) = delete;
     RowLosses& operator=(const RowLosses&) = delete;
+    // Four running sums (one per i mod 4) then their total: a fixed order, so
+    // still independent of the thread count, without one add-latency chain of n.
     double sum(index_t n) const {
-        double s = 0.0;
-        for (index_t i = 0; i < n; ++i) s += v[i];
-        return s;
+        double s[4] = {0.0, 0.0, 0.0, 0.0};
+        index_t i = 0;
+        for (; i + 4 <= n; i += 4)
+            for (int k = 0; k < 4; ++k) s[k] += v[i + k];
+        for (; i < n; ++i) s[i % 4] += v[i];
+        return (s[0] + s[1]) + (s[2] + s[3]);
     }
     double* v;
 };
@@ -254,25 +259,35 @@ void ce_rows_lane16(const CrossEntropyProblem<float>& p, index_t lo, index_t hi,
     const __m512 offw = _mm512_mul_ps(_mm512_set1_ps(float(scale * u)), wv);  // eps/c w_j scale
     const auto vmax = [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); };
     const auto vadd = [](__m512 a, __m512 b) { return _mm512_add_ps(a, b); };
-    alignas(64) float wyb[kRowLanes], mb[kRowLanes], lsb[kRowLanes], wxb[kRowLanes];
+    const __m512 c_loss = _mm512_set1_ps(float(1.0 - eps)), c_smooth = _mm512_set1_ps(float(u));
+    const __m512 c_coef_a = _mm512_set1_ps(float(scale * (1.0 - eps))), c_coef_b = _mm512_set1_ps(float(scale * u * wsum));
+    alignas(64) float wyb[kRowLanes], xyb[kRowLanes];
+    alignas(64) std::int32_t yb[kRowLanes];
     for (index_t i0 = lo; i0 < hi; i0 += kRowLanes) {
         const index_t nr = hi - i0 < kRowLanes ? hi - i0 : kRowLanes;
         __m512 v[kRowLanes];
+        unsigned ign = 0;  // bit r: row i0 + r is ignored (or padding)
         for (index_t r = 0; r < kRowLanes; ++r) {
             const index_t i = i0 + (r < nr ? r : 0);  // padding rows repeat row i0 (discarded)
-            v[r] = _mm512_mask_loadu_ps(neg_inf, kc, p.logits + i * c);
+            const float* x = p.logits + i * c;
+            v[r] = _mm512_mask_loadu_ps(neg_inf, kc, x);
             const std::int64_t y = p.target_idx[i];
-            wyb[r] = y == p.ignore_index ? 0.0f : (p.weight ? p.weight[y] : 1.0f);
+            const bool skip = y == p.ignore_index || r >= nr;
+            ign |= unsigned(skip) << r;
+            const std::int64_t ys = skip ? 0 : y;
+            yb[r] = std::int32_t(ys);
+            wyb[r] = skip ? 0.0f : (p.weight ? p.weight[ys] : 1.0f);
+            xyb[r] = x[ys];
         }
         // a NaN lane may be dropped by the max: the sum below is NaN then.
         // While a row is all -inf, its max is taken as 0 (exp = 0, sum 0: NaN later, as PyTorch)
         __m512 m = reduce_rows16(v, vmax);
         m = _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask(m, neg_inf, _CMP_EQ_OQ), zero);
-        _mm512_store_ps(mb, m);
+        __m512 wx = zero;
         if (eps != 0.0) {  // sum_j w_j (x_j - m)
             __m512 t[kRowLanes];
             for (index_t r = 0; r < kRowLanes; ++r) t[r] = _mm512_mul_ps(_mm512_maskz_sub_ps(kc, v[r], lane_bcast(m, int(r))), wv);
-            _mm512_store_ps(wxb, reduce_rows16(t, vadd));
+            wx = reduce_rows16(t, vadd);
         }
         for (index_t r = 0; r < kRowLanes; ++r) {
             // lanes c..15: exp(0), then zeroed (exp(-inf) would underflow: a slow microcode assist)
@@ -280,23 +295,27 @@ void ce_rows_lane16(const CrossEntropyProblem<float>& p, index_t lo, index_t hi,
             v[r] = _mm512_maskz_mov_ps(kc, (__m512)vm::exp_lo_f((VF2)d));  // v := e
         }
         const __m512 s = reduce_rows16(v, vadd);
-        _mm512_store_ps(lsb, (__m512)vm::log_f((VF2)s));
-        const __m512 coef = _mm512_div_ps(_mm512_fmadd_ps(_mm512_set1_ps(float(scale * (1.0 - eps))), _mm512_load_ps(wyb),
-                                                          _mm512_set1_ps(float(scale * u * wsum))),
-                                          s);
+        const __m512 log_s = (__m512)vm::log_f((VF2)s);
+        const __m512 wy = _mm512_load_ps(wyb);
+        // per row: (1-eps) w_y (lse - x_y) + eps/c sum_j w_j (lse - x_j), lse = m + log s
+        __m512 loss = _mm512_mul_ps(_mm512_mul_ps(c_loss, wy), _mm512_add_ps(_mm512_sub_ps(m, _mm512_load_ps(xyb)), log_s));
+        if (eps != 0.0) loss = _mm512_fmadd_ps(c_smooth, _mm512_fmsub_ps(_mm512_set1_ps(float(wsum)), log_s, wx), loss);
+        loss = _mm512_maskz_mov_ps(__mmask16(~ign), loss);  // ignored rows: 0 (even for NaN logits)
+        alignas(64) float lb[kRowLanes];
+        _mm512_store_ps(lb, loss);
+        for (index_t r = 0; r < nr; ++r) row_loss[i0 + r] = double(lb[r]);
+        if (!p.grad) continue;
+        const __m512 coef = _mm512_div_ps(_mm512_fmadd_ps(c_coef_a, wy, c_coef_b), s);
+        const __m512 hot = _mm512_mul_ps(c_coef_a, wy);  // subtracted at (i, y)
         for (index_t r = 0; r < nr; ++r) {
-            const index_t i = i0 + r;
-            const std::int64_t y = p.target_idx[i];
-            const bool ign = y == p.ignore_index;
-            // (1-eps) w_y (lse - x_y) + eps/c sum_j w_j (lse - x_j), lse = m + log s
-            double l = (1.0 - eps) * double(wyb[r]) * ((double(mb[r]) - double(p.logits[i * c + (ign ? 0 : y)])) + double(lsb[r]));
-            if (eps != 0.0) l += u * (wsum * double(lsb[r]) - double(wxb[r]));
-            row_loss[i] = ign ? 0.0 : l;
-            if (!p.grad) continue;
+            float* g = p.grad + (i0 + r) * c;
+            if (ign >> r & 1u) {
+                _mm512_mask_storeu_ps(g, kc, zero);
+                continue;
+            }
             __m512 gv = _mm512_fmsub_ps(v[r], lane_bcast(coef, int(r)), offw);
-            gv = _mm512_mask_sub_ps(gv, ign ? __mmask16(0) : __mmask16(1u << y), gv,
-                                    _mm512_set1_ps(float(scale * (1.0 - eps)) * wyb[r]));
-            _mm512_mask_storeu_ps(p.grad + i * c, kc, ign ? zero : gv);
+            gv = _mm512_mask_sub_ps(gv, __mmask16(1u << yb[r]), gv, lane_bcast(hot, int(r)));
+            _mm512_mask_storeu_ps(g, kc, gv);
         }
     }
 }
@@ -313,12 +332,17 @@ double weight_sum(const T* w, index_t c) {
 template <class T>
 double index_denominator(const CrossEntropyProblem<T>& p) {
     // sum of w[y_i] over the non-ignored rows (PyTorch's weighted mean)
-    double d = 0.0;
+    if (!p.weight) {  // a count (integer adds: no float-add latency chain)
+        index_t k = 0;
+        for (index_t i = 0; i < p.n; ++i) k += p.target_idx[i] != p.ignore_index;
+        return double(k);
+    }
+    double d[4] = {0.0, 0.0, 0.0, 0.0};  // fixed order, as RowLosses::sum
     for (index_t i = 0; i < p.n; ++i) {
         const std::int64_t y = p.target_idx[i];
-        if (y != p.ignore_index) d += p.weight ? double(p.weight[y]) : 1.0;
+        if (y != p.ignore_index) d[i % 4] += double(p.weight[y]);
     }
-    return d;
+    return (d[0] + d[1]) + (d[2] + d[3]);
 }
 
 template <class T>
