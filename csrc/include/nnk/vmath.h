@@ -102,14 +102,30 @@ NNK_VM_INLINE void store_part(T* p, V v, index_t k) {
     for (index_t j = 0; j < k; ++j) p[j] = static_cast<T>(buf[j]);
 }
 
-// Sum / max of the lanes, always in the same order.
-NNK_VM_INLINE double hsum(V v) {
+// v with the lanes from k on set to 0. Tails are loaded padded with a value
+// whose exp is harmless (the row max, exp = 1) and zeroed here: padding with
+// -inf would make exp underflow, and an underflowing lane costs a microcode
+// assist (~100 cycles) on every tail.
+NNK_VM_INLINE V keep_first(V v, index_t k) {
 #if NNK_VM_VECTOR
-    double b[W];
-    store(b, v);
-    double s = 0.0;
-    for (int j = 0; j < W; ++j) s += b[j];
-    return s;
+    VI idx;
+    for (int j = 0; j < W; ++j) idx[j] = j;
+    return idx < VI{} + std::int64_t(k) ? v : V{};
+#else
+    return k > 0 ? v : 0.0;
+#endif
+}
+
+// Sum / max of the lanes, always in the same order.
+// (In registers: a store and reloads would stall on store forwarding.)
+NNK_VM_INLINE double hsum(V v) {
+#if defined(NNK_ISA_AVX512)
+    __m256d h = _mm256_add_pd(_mm512_castpd512_pd256((__m512d)v), _mm512_extractf64x4_pd((__m512d)v, 1));
+    __m128d q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));
+#elif defined(NNK_ISA_AVX2)
+    __m128d q = _mm_add_pd(_mm256_castpd256_pd128((__m256d)v), _mm256_extractf128_pd((__m256d)v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));
 #else
     return v;
 #endif
@@ -363,15 +379,31 @@ NNK_VM_INLINE VF2 loadf(const float* p) {
     return v;
 }
 NNK_VM_INLINE void storef(float* p, VF2 v) { std::memcpy(p, &v, sizeof v); }
+// First k (< WF) floats, the other lanes `fill`; and the store of k lanes.
+// Masked loads/stores (no fault on the lanes left out): a scalar loop into a
+// buffer reloaded as a vector would stall on store forwarding every time.
+#if defined(NNK_ISA_AVX512)
 NNK_VM_INLINE VF2 load_partf(const float* p, index_t k, float fill) {
-    float buf[WF];
-    for (int j = 0; j < WF; ++j) buf[j] = j < k ? p[j] : fill;
-    return loadf(buf);
+    return (VF2)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), __mmask16((1u << k) - 1u), p);
 }
 NNK_VM_INLINE void store_partf(float* p, VF2 v, index_t k) {
-    float buf[WF];
-    storef(buf, v);
-    for (index_t j = 0; j < k; ++j) p[j] = buf[j];
+    _mm512_mask_storeu_ps(p, __mmask16((1u << k) - 1u), (__m512)v);
+}
+#else
+NNK_VM_INLINE __m256i first_lanes_mask(index_t k) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(k)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+NNK_VM_INLINE VF2 load_partf(const float* p, index_t k, float fill) {
+    const __m256i m = first_lanes_mask(k);
+    return (VF2)_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+}
+NNK_VM_INLINE void store_partf(float* p, VF2 v, index_t k) { _mm256_maskstore_ps(p, first_lanes_mask(k), (__m256)v); }
+#endif
+// float lanes from k on set to 0 (see keep_first)
+NNK_VM_INLINE VF2 keep_firstf(VF2 v, index_t k) {
+    VI2 idx;
+    for (int j = 0; j < WF; ++j) idx[j] = j;
+    return idx < VI2{} + std::int32_t(k) ? v : VF2{};
 }
 NNK_VM_INLINE VF2 vabsf(VF2 x) { return (VF2)((VI2)x & 0x7fffffff); }
 NNK_VM_INLINE bool any_f(VI2 m) {

@@ -34,7 +34,7 @@ inline double row_exp_sum(T* e, const T* x, index_t c, double m) {
         s += v;
     }
     if (j < c) {
-        V v = vm::exp_t<T>(vm::load_part(x + j, c - j, -INFINITY) - m);
+        V v = vm::keep_first(vm::exp_t<T>(vm::load_part(x + j, c - j, m) - m), c - j);
         if (e) vm::store_part(e + j, v, c - j);
         s += v;
     }
@@ -87,7 +87,7 @@ inline double row_exp_sum(float* e, const float* x, index_t c, double m) {
         s1 += hi;
     }
     if (j < c) {
-        VF2 v = vm::exp_f(vm::load_partf(x + j, c - j, -INFINITY) - mf);
+        VF2 v = vm::keep_firstf(vm::exp_f(vm::load_partf(x + j, c - j, float(m)) - mf), c - j);
         if (e) vm::store_partf(e + j, v, c - j);
         V lo, hi;
         widen(v, lo, hi);
@@ -119,11 +119,13 @@ inline vm::VF2 vmax_f(vm::VF2 a, vm::VF2 b) {
 }
 
 inline float hmax_plain_f(vm::VF2 v) {
-    float b[vm::WF];
-    vm::storef(b, v);
-    float r = b[0];
-    for (int k = 1; k < vm::WF; ++k) r = b[k] > r ? b[k] : r;
-    return r;
+#if defined(NNK_ISA_AVX512)
+    return _mm512_reduce_max_ps((__m512)v);
+#else
+    __m128 q = _mm_max_ps(_mm256_castps256_ps128((__m256)v), _mm256_extractf128_ps((__m256)v, 1));
+    q = _mm_max_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_max_ss(q, _mm_movehdup_ps(q)));
+#endif
 }
 
 // e[j] := exp(x[j] - shift[k]) for j in chunk k; m := max x; returns
@@ -143,7 +145,7 @@ inline double row_exp_sum_online(float* e, float* shift, const float* x, index_t
         if (j < j1) mv = vmax_f(mv, vm::load_partf(x + j, j1 - j, -INFINITY));
         const float mk = hmax_plain_f(mv);
         if (mk > M) {  // false for NaN: M is never NaN
-            S *= std::exp(double(M) - double(mk));  // M = -inf: 0 * 0
+            if (S != 0.0) S *= std::exp(double(M) - double(mk));  // (S = 0 while M = -inf)
             M = mk;
         }
         shift[k] = M;
@@ -158,7 +160,8 @@ inline double row_exp_sum_online(float* e, float* shift, const float* x, index_t
             acc += v;
         }
         if (j < j1) {
-            VF2 v = vm::exp_lo_f(vm::load_partf(x + j, j1 - j, -INFINITY) - mvec);
+            VF2 v = vm::exp_lo_f(vm::load_partf(x + j, j1 - j, mvec[0]) - mvec);
+            v = vm::keep_firstf(v, j1 - j);
             vm::store_partf(e + j, v, j1 - j);
             acc += v;
         }

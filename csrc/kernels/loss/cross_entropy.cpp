@@ -64,7 +64,7 @@ inline double ce_row_index_online(const CrossEntropyProblem<float>& p, index_t i
     for (index_t j0 = 0; j0 < c; j0 += kChunk, ++k) {
         const index_t len = j0 + kChunk < c ? kChunk : c - j0;
         // exp(M_k - m) = 1 for the chunks after the last rise of the max; NaN rows stay NaN
-        row_scale(g + j0, len, coef * std::exp(double(shift[k]) - m), off);
+        row_scale(g + j0, len, double(shift[k]) == m ? coef : coef * std::exp(double(shift[k]) - m), off);
     }
     g[y] = float(double(g[y]) - scale * (1.0 - eps) * wy);
     return loss;
