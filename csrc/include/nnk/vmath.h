@@ -88,7 +88,23 @@ NNK_VM_INLINE void store(float* p, V v) {
 #endif
 }
 
-// First k (< W) elements, the other lanes set to `fill`.
+// First k (< W) elements, the other lanes set to `fill` (a float source:
+// `fill` as a float). Masked loads/stores where the ISA has them (a scalar
+// loop through a buffer would stall on store forwarding).
+#if defined(NNK_ISA_AVX512)
+NNK_VM_INLINE V load_part(const double* p, index_t k, double fill) {
+    return (V)_mm512_mask_loadu_pd(_mm512_set1_pd(fill), __mmask8((1u << k) - 1u), p);
+}
+NNK_VM_INLINE V load_part(const float* p, index_t k, double fill) {
+    return (V)_mm512_cvtps_pd(_mm256_mask_loadu_ps(_mm256_set1_ps(float(fill)), __mmask8((1u << k) - 1u), p));
+}
+NNK_VM_INLINE void store_part(double* p, V v, index_t k) {
+    _mm512_mask_storeu_pd(p, __mmask8((1u << k) - 1u), (__m512d)v);
+}
+NNK_VM_INLINE void store_part(float* p, V v, index_t k) {
+    _mm256_mask_storeu_ps(p, __mmask8((1u << k) - 1u), _mm512_cvtpd_ps((__m512d)v));
+}
+#else
 template <class T>
 NNK_VM_INLINE V load_part(const T* p, index_t k, double fill) {
     double buf[W];
@@ -101,6 +117,7 @@ NNK_VM_INLINE void store_part(T* p, V v, index_t k) {
     store(buf, v);
     for (index_t j = 0; j < k; ++j) p[j] = static_cast<T>(buf[j]);
 }
+#endif
 
 // v with the lanes from k on set to 0. Tails are loaded padded with a value
 // whose exp is harmless (the row max, exp = 1) and zeroed here: padding with

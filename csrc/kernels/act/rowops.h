@@ -128,7 +128,7 @@ inline float hmax_plain_f(vm::VF2 v) {
 #endif
 }
 
-// e[j] := exp(x[j] - shift[k]) for j in chunk k; m := max x; returns
+// e[j] := exp(x[j] - shift[k]) for j in chunk k (e null: not stored); m := max x; returns
 // sum_j exp(x[j] - m) (float64). NaN anywhere (or an +inf logit) gives a NaN
 // sum; a row of -inf gives m = -inf and sum 0 (the caller's NaN).
 inline double row_exp_sum_online(float* e, float* shift, const float* x, index_t c, double& m) {
@@ -154,15 +154,15 @@ inline double row_exp_sum_online(float* e, float* shift, const float* x, index_t
         VF2 acc = vm::splatf(0.0f);  // in float over one chunk (32 terms per lane), then float64
         for (j = j0; j + WF <= j1; j += WF) {
             __builtin_prefetch(x + j + kChunk, 0, 3);
-            __builtin_prefetch(e + j + kChunk, 1, 3);
+            if (e) __builtin_prefetch(e + j + kChunk, 1, 3);
             VF2 v = vm::exp_lo_f(vm::loadf(x + j) - mvec);
-            vm::storef(e + j, v);
+            if (e) vm::storef(e + j, v);
             acc += v;
         }
         if (j < j1) {
             VF2 v = vm::exp_lo_f(vm::load_partf(x + j, j1 - j, mvec[0]) - mvec);
             v = vm::keep_firstf(v, j1 - j);
-            vm::store_partf(e + j, v, j1 - j);
+            if (e) vm::store_partf(e + j, v, j1 - j);
             acc += v;
         }
         V lo, hi;
