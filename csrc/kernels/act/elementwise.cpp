@@ -4,7 +4,7 @@
 // One loop applies a lane function to a register at a time; each activation
 // is a pair of small lambdas. float32 data in the AVX2 / AVX-512 variants:
 // mapf1 / mapf2 on native float lanes (vmath.h "_f" functions, one path for
-// every input value, no division); float64 data (and the generic variant):
+// every input value); float64 data (and the generic variant):
 // map1 / map2 on float64 lanes, float32 widened on load and rounded on store.
 #include <cmath>
 
