@@ -321,6 +321,63 @@ void ce_rows_lane16(const CrossEntropyProblem<float>& p, index_t lo, index_t hi,
 }
 #endif
 
+#if NNK_VM_VECTOR
+// ce_block_small for float32 on float lanes: WF rows per block (16 on
+// AVX-512, 8 on AVX2), one row per lane, exp_lo_f instead of the float64 exp.
+void ce_block_small_f32(const CrossEntropyProblem<float>& p, index_t i0, index_t nr, double scale, double wsum,
+                        double* row_loss) {
+    using vm::VF2;
+    using vm::WF;
+    const index_t c = p.c;
+    const double eps = p.label_smoothing, u = eps / double(c);
+    alignas(64) float xb[kSmallC * WF];
+    alignas(64) float wyb[WF], xyb[WF], lb[WF];
+    unsigned ign = 0;  // bit r: row i0 + r ignored or padding
+    for (index_t r = 0; r < WF; ++r) {
+        const index_t rr = r < nr ? r : 0;  // padding lanes repeat row 0 (results discarded)
+        const float* x = p.logits + (i0 + rr) * c;
+        for (index_t j = 0; j < c; ++j) xb[j * WF + r] = x[j];
+        const std::int64_t y = p.target_idx[i0 + rr];
+        const bool skip = y == p.ignore_index || r >= nr;
+        ign |= unsigned(skip) << r;
+        const std::int64_t ys = skip ? 0 : y;
+        wyb[r] = skip ? 0.0f : (p.weight ? p.weight[ys] : 1.0f);
+        xyb[r] = x[ys];
+    }
+    VF2 m = vm::splatf(-INFINITY);
+    for (index_t j = 0; j < c; ++j) m = vmax_f(m, vm::loadf(xb + j * WF));  // NaN: the sum is NaN
+    m = m == -INFINITY ? vm::splatf(0.0f) : m;  // an all -inf row: sum 0, NaN later (PyTorch)
+    VF2 s = vm::splatf(0.0f), wx = vm::splatf(0.0f);  // wx = sum_j w_j (x_j - m)
+    for (index_t j = 0; j < c; ++j) {
+        const VF2 d = vm::loadf(xb + j * WF) - m;
+        if (eps != 0.0) wx += d * (p.weight ? p.weight[j] : 1.0f);
+        const VF2 e = vm::exp_lo_f(d);
+        vm::storef(xb + j * WF, e);  // xb now holds e
+        s += e;
+    }
+    const VF2 logs = vm::log_f(s), wy = vm::loadf(wyb);
+    VF2 loss = float(1.0 - eps) * wy * ((m - vm::loadf(xyb)) + logs);
+    if (eps != 0.0) loss += float(u) * (float(wsum) * logs - wx);
+    vm::storef(lb, loss);
+    for (index_t r = 0; r < nr; ++r) row_loss[r] = (ign >> r & 1u) ? 0.0 : double(lb[r]);  // row_loss: this block's
+    if (!p.grad) return;
+    const VF2 coef = (float(scale * (1.0 - eps)) * wy + float(scale * u * wsum)) / s;
+    const float off = float(scale * u);
+    for (index_t j = 0; j < c; ++j)
+        vm::storef(xb + j * WF, vm::loadf(xb + j * WF) * coef - off * (p.weight ? p.weight[j] : 1.0f));
+    for (index_t r = 0; r < nr; ++r) {
+        float* g = p.grad + (i0 + r) * c;
+        if (ign >> r & 1u) {
+            for (index_t j = 0; j < c; ++j) g[j] = 0.0f;
+            continue;
+        }
+        for (index_t j = 0; j < c; ++j) g[j] = xb[j * WF + r];
+        const std::int64_t y = p.target_idx[i0 + r];
+        g[y] = float(double(g[y]) - scale * (1.0 - eps) * double(wyb[r]));
+    }
+}
+#endif
+
 template <class T>
 double weight_sum(const T* w, index_t c) {
     if (!w) return double(c);
@@ -359,6 +416,21 @@ double cross_entropy(const CrossEntropyProblem<T>& p) {
                 ce_rows_lane16(p, lo, hi, scale, wsum, rl.v);
                 if (p.losses)
                     for (index_t i = lo; i < hi; ++i) p.losses[i] = float(rl.v[i]);
+            });
+            return scale * rl.sum(n);
+        }
+    }
+#endif
+#if NNK_VM_VECTOR
+    if constexpr (sizeof(T) == 4) {
+        if (p.target_idx && c <= kSmallC) {
+            parallel_chunks(n, n * c * 6, vm::WF, [&](index_t lo, index_t hi) {
+                for (index_t i = lo; i < hi; i += vm::WF) {
+                    const index_t nr = hi - i < vm::WF ? hi - i : vm::WF;
+                    ce_block_small_f32(p, i, nr, scale, wsum, rl.v + i);
+                    if (p.losses)
+                        for (index_t r = 0; r < nr; ++r) p.losses[i + r] = float(rl.v[i + r]);
+                }
             });
             return scale * rl.sum(n);
         }
