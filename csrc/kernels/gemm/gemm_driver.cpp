@@ -232,12 +232,19 @@ inline index_t pack_b_transposed_fast<float, Tile<float>::NR>(index_t kc, const 
 }
 #endif
 
-// Pack depth [0, kc) x columns [j0, j0 + NR) of B into one NR-column
-// micro-panel at bp + j0 * kc: bp[j0*kc + p*NR + j], zero padded.
+// Packed B micro-panels are kc*NR elements plus one cache line of padding
+// apart: with exactly kc*NR (a multiple of 4 KiB for kc = 256), the rows of
+// all panels written by pack_b_rows would map to the same L1 set.
 template <class T, int NR>
-void pack_b_panel(index_t j0, index_t nc, index_t kc, const T* b, index_t rsb, index_t csb, T* bp) {
+constexpr index_t panel_stride(index_t kc) {
+    return kc * NR + 64 / static_cast<index_t>(sizeof(T));
+}
+
+// Pack depth [0, kc) x columns [j0, j0 + NR) of B into one NR-column
+// micro-panel at dst: dst[p*NR + j], zero padded.
+template <class T, int NR>
+void pack_b_panel(index_t j0, index_t nc, index_t kc, const T* b, index_t rsb, index_t csb, T* dst) {
     const int nr = static_cast<int>(nc - j0 < NR ? nc - j0 : NR);
-    T* dst = bp + j0 * kc;
     const T* src = b + j0 * csb;
     if (nr == NR && csb == 1) {
         for (index_t p = 0; p < kc; ++p) std::memcpy(dst + p * NR, src + p * rsb, NR * sizeof(T));
@@ -262,6 +269,28 @@ void pack_b_panel(index_t j0, index_t nc, index_t kc, const T* b, index_t rsb, i
         for (index_t p = 0; p < kc; ++p) {
             for (int j = 0; j < nr; ++j) dst[p * NR + j] = src[p * rsb + j * csb];
             for (int j = nr; j < NR; ++j) dst[p * NR + j] = T(0);
+        }
+    }
+}
+
+// Pack the micro-panels [q0, q1) of a row-major B (csb == 1) into
+// bp + jp * panel_stride: row by row, so B is read sequentially (one stream)
+// and written to q1 - q0 panel streams, instead of one NR-wide strided column
+// per panel (a cache line per row of B).
+template <class T, int NR>
+void pack_b_rows(index_t q0, index_t q1, index_t nc, index_t kc, const T* b, index_t rsb, T* bp) {
+    const index_t j_end = q1 * NR < nc ? q1 * NR : nc;
+    const index_t full_end = (j_end - q0 * NR) / NR * NR + q0 * NR;  // end of the full panels
+    const index_t ps = panel_stride<T, NR>(kc);
+    for (index_t p = 0; p < kc; ++p) {
+        const T* src = b + p * rsb;
+        for (index_t j0 = q0 * NR; j0 < full_end; j0 += NR)
+            std::memcpy(bp + (j0 / NR) * ps + p * NR, src + j0, NR * sizeof(T));
+        if (full_end < j_end) {
+            const index_t nr = j_end - full_end;
+            T* dst = bp + (full_end / NR) * ps + p * NR;
+            for (index_t j = 0; j < nr; ++j) dst[j] = src[full_end + j];
+            for (index_t j = nr; j < NR; ++j) dst[j] = T(0);
         }
     }
 }
@@ -373,7 +402,8 @@ void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, int nt_req) {
             const index_t MC = even_block(m1 - m0, bs.MC, MR);
             const index_t mc_max = m1 - m0 < MC ? m1 - m0 : MC;
             T* ap = tls_pack_a.get<T>(static_cast<std::size_t>(((mc_max + MR - 1) / MR) * MR * kc_max));
-            T* bp = tls_pack_b.get<T>(static_cast<std::size_t>(((nc_max + NR - 1) / NR) * NR * kc_max));
+            T* bp = tls_pack_b.get<T>(
+                static_cast<std::size_t>(((nc_max + NR - 1) / NR) * panel_stride<T, NR>(kc_max)));
 
             for (index_t jc = 0; jc < n; jc += NC) {
                 const index_t nc = n - jc < NC ? n - jc : NC;
@@ -386,8 +416,12 @@ void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, int nt_req) {
                     const bool first = pc == 0, last = pc + kc == k;
                     const T beta = first ? P.beta : T(1);
                     const T* bsrc = P.b + pc * P.rsb + jc * P.csb;
-                    for (index_t jp = q0; jp < q1; ++jp)
-                        pack_b_panel<T, NR>(jp * NR, nc, kc, bsrc, P.rsb, P.csb, bp);
+                    if (P.csb == 1)
+                        pack_b_rows<T, NR>(q0, q1, nc, kc, bsrc, P.rsb, bp);
+                    else
+                        for (index_t jp = q0; jp < q1; ++jp)
+                            pack_b_panel<T, NR>(jp * NR, nc, kc, bsrc, P.rsb, P.csb,
+                                                bp + jp * panel_stride<T, NR>(kc));
                     for (index_t ic = m0; ic < m1; ic += MC) {
                         const index_t mc = m1 - ic < MC ? m1 - ic : MC;
                         Deriv<T> d = deriv_all;
@@ -402,14 +436,14 @@ void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, int nt_req) {
                                 epi.op = P.epilogue;
                                 epi.param = P.epilogue_param;
                             }
-                            const T* bmp = bp + jr * kc;
+                            const T* bmp = bp + jp * panel_stride<T, NR>(kc);
                             for (index_t ir = 0; ir < mc; ir += MR) {
                                 const int mr = static_cast<int>(mc - ir < MR ? mc - ir : MR);
                                 T* c = P.c + (ic + ir) * P.rsc + (jc + jr) * P.csc;
                                 const bool last_ir = ir + MR >= mc;
                                 ukr(kc, ap + ir * kc, bmp, P.alpha, beta, c, P.rsc, P.csc, mr, nr,
                                     epi, last_ir ? ap : ap + (ir + MR) * kc,
-                                    last_ir ? bmp + NR * kc : bmp);
+                                    last_ir ? bmp + panel_stride<T, NR>(kc) : bmp);
                             }
                         }
                     }

@@ -48,12 +48,23 @@ constexpr int MRd = Tile<double>::MR, NVd = Tile<double>::NR / S512d::W;
 void ukr_f32(index_t k, const float* ap, const float* bp, float alpha, float beta, float* c,
              index_t rsc, index_t csc, int m, int n, const UkrEpilogue<float>& epi,
              const float* a_next, const float* b_next) {
-    ukr_packed<S512f, MRf, NVf>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    // partial row tiles (the last of m = 64 has 8 rows) skip the zero padding
+    if (m <= 4)
+        ukr_packed<S512f, 4, NVf, MRf>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    else if (m <= 8)
+        ukr_packed<S512f, 8, NVf, MRf>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    else
+        ukr_packed<S512f, MRf, NVf>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
 }
 void ukr_f64(index_t k, const double* ap, const double* bp, double alpha, double beta, double* c,
              index_t rsc, index_t csc, int m, int n, const UkrEpilogue<double>& epi,
              const double* a_next, const double* b_next) {
-    ukr_packed<S512d, MRd, NVd>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    if (m <= 4)
+        ukr_packed<S512d, 4, NVd, MRd>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    else if (m <= 8)
+        ukr_packed<S512d, 8, NVd, MRd>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    else
+        ukr_packed<S512d, MRd, NVd>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
 }
 void ukr_direct_f32(index_t k, const float* a, index_t rsa, const float* b, index_t rsb, float alpha,
                     float beta, float* c, index_t rsc, index_t csc, int m, int n,

@@ -39,8 +39,11 @@ inline void store_tile(typename S::V (&acc)[MR][NV], typename S::T alpha, typena
     }
 }
 
-// Packed operands: ap[p*MR + r], bp[p*NR + j] (NR = NV*W), 64-byte aligned.
-template <class S, int MR, int NV>
+// Packed operands: ap[p*MRP + r], bp[p*NR + j] (NR = NV*W), 64-byte aligned.
+// MR rows are computed (MR <= MRP, the packing's interleave): a partial last
+// row tile (m <= 8 of 14, say) can run a shorter instantiation instead of
+// multiplying the zero padding.
+template <class S, int MR, int NV, int MRP = MR>
 inline void ukr_packed(index_t k, const typename S::T* __restrict ap,
                        const typename S::T* __restrict bp, typename S::T alpha,
                        typename S::T beta, typename S::T* c, index_t rsc, index_t csc, int m, int n,
@@ -65,7 +68,7 @@ inline void ukr_packed(index_t k, const typename S::T* __restrict ap,
     constexpr index_t kPrefetchA = 16;  // k steps ahead
 #pragma GCC unroll 4
     for (index_t p = 0; p < k; ++p) {
-        _mm_prefetch(reinterpret_cast<const char*>(ap + kPrefetchA * MR), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(ap + kPrefetchA * MRP), _MM_HINT_T0);
         V b[NV];
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) b[v] = S::load(bp + v * W);
@@ -75,7 +78,7 @@ inline void ukr_packed(index_t k, const typename S::T* __restrict ap,
 #pragma GCC unroll 8
             for (int v = 0; v < NV; ++v) acc[r][v] = S::fma(a, b[v], acc[r][v]);
         }
-        ap += MR;
+        ap += MRP;
         bp += NR;
     }
     _mm_prefetch(reinterpret_cast<const char*>(a_next), _MM_HINT_T0);
