@@ -22,6 +22,11 @@ struct S512f {
     static V loadu_n(const T* p, int n) {
         return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1u), p);
     }
+    static void storeu(T* p, V v) { _mm512_storeu_ps(p, v); }
+    static void storeu_n(T* p, V v, int n) {
+        _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);
+    }
+    static V set1(T x) { return _mm512_set1_ps(x); }
     static V bcast(const T* p) { return _mm512_set1_ps(*p); }
     static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 };
@@ -36,6 +41,11 @@ struct S512d {
     static V loadu_n(const T* p, int n) {
         return _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << n) - 1u), p);
     }
+    static void storeu(T* p, V v) { _mm512_storeu_pd(p, v); }
+    static void storeu_n(T* p, V v, int n) {
+        _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << n) - 1u), v);
+    }
+    static V set1(T x) { return _mm512_set1_pd(x); }
     static V bcast(const T* p) { return _mm512_set1_pd(*p); }
     static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
 };

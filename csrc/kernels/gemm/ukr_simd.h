@@ -26,7 +26,29 @@ inline void store_tile(typename S::V (&acc)[MR][NV], typename S::T alpha, typena
                        typename S::T* c, index_t rsc, index_t csc, int m, int n,
                        const UkrEpilogue<typename S::T>& epi) {
     using T = typename S::T;
+    using V = typename S::V;
     constexpr int W = S::W;
+    if (csc == 1 && alpha == T(1) && !epi.bias && epi.op == Epilogue::none) {
+        // The plain case (most backward GEMMs): C := acc [+ beta*C], whole or masked registers.
+        const V vbeta = S::set1(beta);
+        for (int r = 0; r < m; ++r) {
+            T* crow = c + r * rsc;
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; ++v) {
+                const int count = n - v * W;
+                if (count <= 0) break;
+                V x = acc[r][v];
+                if (count >= W) {
+                    if (beta != T(0)) x = S::fma(vbeta, S::loadu(crow + v * W), x);
+                    S::storeu(crow + v * W, x);
+                } else {
+                    if (beta != T(0)) x = S::fma(vbeta, S::loadu_n(crow + v * W, count), x);
+                    S::storeu_n(crow + v * W, x, count);
+                }
+            }
+        }
+        return;
+    }
     for (int r = 0; r < m; ++r) {
         T* crow = c + r * rsc;
 #pragma GCC unroll 8
