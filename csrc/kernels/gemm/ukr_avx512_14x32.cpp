@@ -58,13 +58,20 @@ constexpr int MRd = Tile<double>::MR, NVd = Tile<double>::NR / S512d::W;
 void ukr_f32(index_t k, const float* ap, const float* bp, float alpha, float beta, float* c,
              index_t rsc, index_t csc, int m, int n, const UkrEpilogue<float>& epi,
              const float* a_next, const float* b_next) {
-    // partial row tiles (the last of m = 64 has 8 rows) skip the zero padding
-    if (m <= 4)
+    // Partial tiles skip the zero padding: the last row tile of m = 64 has 8
+    // rows, the last column panel of n = 100 has 4 columns.
+    if (n <= S512f::W) {
+        if (m <= 8)
+            ukr_packed<S512f, 8, 1, MRf, NVf>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+        else
+            ukr_packed<S512f, MRf, 1, MRf, NVf>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    } else if (m <= 4) {
         ukr_packed<S512f, 4, NVf, MRf>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
-    else if (m <= 8)
+    } else if (m <= 8) {
         ukr_packed<S512f, 8, NVf, MRf>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
-    else
+    } else {
         ukr_packed<S512f, MRf, NVf>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    }
 }
 void ukr_f64(index_t k, const double* ap, const double* bp, double alpha, double beta, double* c,
              index_t rsc, index_t csc, int m, int n, const UkrEpilogue<double>& epi,

@@ -61,18 +61,18 @@ inline void store_tile(typename S::V (&acc)[MR][NV], typename S::T alpha, typena
     }
 }
 
-// Packed operands: ap[p*MRP + r], bp[p*NR + j] (NR = NV*W), 64-byte aligned.
-// MR rows are computed (MR <= MRP, the packing's interleave): a partial last
-// row tile (m <= 8 of 14, say) can run a shorter instantiation instead of
-// multiplying the zero padding.
-template <class S, int MR, int NV, int MRP = MR>
+// Packed operands: ap[p*MRP + r], bp[p*NVP*W + j], 64-byte aligned.
+// MR rows and NV registers of columns are computed (MR <= MRP, NV <= NVP, the
+// packing's interleaves): a partial last tile (m <= 8 of 14 rows, n <= 16 of
+// 32 columns) can run a smaller instantiation instead of multiplying padding.
+template <class S, int MR, int NV, int MRP = MR, int NVP = NV>
 inline void ukr_packed(index_t k, const typename S::T* __restrict ap,
                        const typename S::T* __restrict bp, typename S::T alpha,
                        typename S::T beta, typename S::T* c, index_t rsc, index_t csc, int m, int n,
                        const UkrEpilogue<typename S::T>& epi, const typename S::T* a_next,
                        const typename S::T* b_next) {
     using V = typename S::V;
-    constexpr int W = S::W, NR = NV * W;
+    constexpr int W = S::W, NR = NVP * W;
     // The C tile is touched once at the end: start bringing it in now.
     for (int r = 0; r < m; ++r) {
         _mm_prefetch(reinterpret_cast<const char*>(c + r * rsc), _MM_HINT_T0);
