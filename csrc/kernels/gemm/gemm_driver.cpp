@@ -18,6 +18,7 @@
 // Small problems (m*n*k <= small_work, unit column strides) skip packing and
 // threads altogether: the direct microkernel reads A and B in place.
 #include <omp.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -76,21 +77,29 @@ constexpr index_t kGemmParallelWork = index_t(1) << 21;
 
 // ---- scratch ---------------------------------------------------------------
 
-// Grow-only, 64-byte aligned scratch buffer, one per thread and dtype.
+// Grow-only scratch buffer, one per thread. Buffers of 1 MiB or more are
+// 2 MiB aligned and advised as transparent huge pages (Linux "madvise" THP
+// mode), so a packed B panel is a few TLB entries instead of hundreds.
 struct Scratch {
     void* ptr = nullptr;
     std::size_t bytes = 0;
     ~Scratch() { std::free(ptr); }
     template <class T>
     T* get(std::size_t count) {
+        constexpr std::size_t kHuge = std::size_t(2) << 20;
         std::size_t need = (count * sizeof(T) + 63) / 64 * 64;
         if (need > bytes) {
             std::free(ptr);
-            ptr = std::aligned_alloc(64, need);
+            const bool huge = need >= kHuge / 2;
+            if (huge) need = (need + kHuge - 1) / kHuge * kHuge;
+            ptr = std::aligned_alloc(huge ? kHuge : 64, need);
             if (!ptr) {
                 bytes = 0;
                 throw std::bad_alloc();
             }
+#if defined(MADV_HUGEPAGE)
+            if (huge) madvise(ptr, need, MADV_HUGEPAGE);  // advice only: failure is harmless
+#endif
             bytes = need;
         }
         return static_cast<T*>(ptr);
