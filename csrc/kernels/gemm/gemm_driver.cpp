@@ -121,49 +121,6 @@ struct Deriv {
     T param = 0;
 };
 
-// Pack rows [0, mc) x depth [0, kc) of A into MR-row micro-panels:
-// ap[(i / MR) * kc * MR + p * MR + i % MR], zero padded to a multiple of MR.
-template <class T, int MR>
-void pack_a(index_t mc, index_t kc, const T* a, index_t rsa, index_t csa, T* ap,
-            const Deriv<T>& d) {
-    for (index_t i0 = 0; i0 < mc; i0 += MR) {
-        const int mr = static_cast<int>(mc - i0 < MR ? mc - i0 : MR);
-        T* dst = ap + i0 * kc;
-        const T* src = a + i0 * rsa;
-        if (d.op != Epilogue::none) {
-            const T* z = d.z + i0 * d.rsz;
-            for (index_t p = 0; p < kc; ++p) {
-                for (int r = 0; r < mr; ++r)
-                    dst[p * MR + r] = src[r * rsa + p * csa] *
-                                      activation_deriv(z[r * d.rsz + p * d.csz], d.op, d.param);
-                for (int r = mr; r < MR; ++r) dst[p * MR + r] = T(0);
-            }
-        } else if (mr == MR && csa == 1) {
-            // Row-major A: read each row 16 columns at a time, write interleaved.
-            index_t p0 = 0;
-            for (; p0 + 16 <= kc; p0 += 16)
-                for (int r = 0; r < MR; ++r) {
-                    const T* s = src + r * rsa + p0;
-#pragma GCC unroll 16
-                    for (int q = 0; q < 16; ++q) dst[(p0 + q) * MR + r] = s[q];
-                }
-            for (index_t p = p0; p < kc; ++p)
-                for (int r = 0; r < MR; ++r) dst[p * MR + r] = src[r * rsa + p];
-        } else if (rsa == 1) {
-            // Column-major A (a transposed view): MR contiguous elements per p.
-            for (index_t p = 0; p < kc; ++p) {
-                std::memcpy(dst + p * MR, src + p * csa, mr * sizeof(T));
-                for (int r = mr; r < MR; ++r) dst[p * MR + r] = T(0);
-            }
-        } else {
-            for (index_t p = 0; p < kc; ++p) {
-                for (int r = 0; r < mr; ++r) dst[p * MR + r] = src[r * rsa + p * csa];
-                for (int r = mr; r < MR; ++r) dst[p * MR + r] = T(0);
-            }
-        }
-    }
-}
-
 #if defined(NNK_ISA_AVX512)
 // In-register transpose of a 16 x 16 block of floats, r[i] = row i on entry,
 // column i on exit. Four stages of 16 shuffles each (64 in all, no memory):
@@ -208,6 +165,85 @@ inline void transpose16(__m512 (&r)[16]) {
     }
 }
 
+// Row-major A (csa == 1), fp32, a full MR-row micro-panel (MR <= 16): 16 x 16
+// blocks, rows beyond MR zero, are transposed in registers; column q of a
+// block is depth p0 + q of the panel, stored as MR floats (masked store).
+// Returns how many depths were packed (a multiple of 16).
+inline index_t pack_a_rows_avx512(index_t kc, const float* src, index_t rsa, float* dst) {
+    constexpr int MR = Tile<float>::MR;
+    static_assert(MR <= 16, "MR must be at most 16");
+    const __mmask16 keep = static_cast<__mmask16>((1u << MR) - 1u);
+    index_t p0 = 0;
+    for (; p0 + 16 <= kc; p0 += 16) {
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i)
+            r[i] = i < MR ? _mm512_loadu_ps(src + i * rsa + p0) : _mm512_setzero_ps();
+        transpose16(r);
+#pragma GCC unroll 16
+        for (int q = 0; q < 16; ++q) _mm512_mask_storeu_ps(dst + (p0 + q) * MR, keep, r[q]);
+    }
+    return p0;
+}
+#endif
+
+template <class T, int MR>
+inline index_t pack_a_rows_fast(index_t, const T*, index_t, T*) {
+    return 0;
+}
+#if defined(NNK_ISA_AVX512)
+template <>
+inline index_t pack_a_rows_fast<float, Tile<float>::MR>(index_t kc, const float* src, index_t rsa,
+                                                        float* dst) {
+    return pack_a_rows_avx512(kc, src, rsa, dst);
+}
+#endif
+
+// Pack rows [0, mc) x depth [0, kc) of A into MR-row micro-panels:
+// ap[(i / MR) * kc * MR + p * MR + i % MR], zero padded to a multiple of MR.
+template <class T, int MR>
+void pack_a(index_t mc, index_t kc, const T* a, index_t rsa, index_t csa, T* ap,
+            const Deriv<T>& d) {
+    for (index_t i0 = 0; i0 < mc; i0 += MR) {
+        const int mr = static_cast<int>(mc - i0 < MR ? mc - i0 : MR);
+        T* dst = ap + i0 * kc;
+        const T* src = a + i0 * rsa;
+        if (d.op != Epilogue::none) {
+            const T* z = d.z + i0 * d.rsz;
+            for (index_t p = 0; p < kc; ++p) {
+                for (int r = 0; r < mr; ++r)
+                    dst[p * MR + r] = src[r * rsa + p * csa] *
+                                      activation_deriv(z[r * d.rsz + p * d.csz], d.op, d.param);
+                for (int r = mr; r < MR; ++r) dst[p * MR + r] = T(0);
+            }
+        } else if (mr == MR && csa == 1) {
+            // Row-major A: in-register transposes where available, else read
+            // each row 16 columns at a time and write interleaved.
+            index_t p0 = pack_a_rows_fast<T, MR>(kc, src, rsa, dst);
+            for (; p0 + 16 <= kc; p0 += 16)
+                for (int r = 0; r < MR; ++r) {
+                    const T* s = src + r * rsa + p0;
+#pragma GCC unroll 16
+                    for (int q = 0; q < 16; ++q) dst[(p0 + q) * MR + r] = s[q];
+                }
+            for (index_t p = p0; p < kc; ++p)
+                for (int r = 0; r < MR; ++r) dst[p * MR + r] = src[r * rsa + p];
+        } else if (rsa == 1) {
+            // Column-major A (a transposed view): MR contiguous elements per p.
+            for (index_t p = 0; p < kc; ++p) {
+                std::memcpy(dst + p * MR, src + p * csa, mr * sizeof(T));
+                for (int r = mr; r < MR; ++r) dst[p * MR + r] = T(0);
+            }
+        } else {
+            for (index_t p = 0; p < kc; ++p) {
+                for (int r = 0; r < mr; ++r) dst[p * MR + r] = src[r * rsa + p * csa];
+                for (int r = mr; r < MR; ++r) dst[p * MR + r] = T(0);
+            }
+        }
+    }
+}
+
+#if defined(NNK_ISA_AVX512)
 // Transposed B (rsb == 1), fp32, a full 32-column micro-panel: 16 x 16 blocks
 // are loaded as 16 columns of B (contiguous in p), transposed, stored as rows.
 // Returns how many depths were packed (a multiple of 16).
