@@ -564,7 +564,7 @@ const GemmKernels& gemm_kernels() {
         NNK_VARIANT_NAME,
         Tile<float>::MR, Tile<float>::NR, Tile<double>::MR, Tile<double>::NR,
         &sgemm, &dgemm, &colsum_f32, &colsum_f64, &colsum_deriv_f32, &colsum_deriv_f64,
-        &block_sizes_of, &fma_peak_gflops};
+        &block_sizes_of};
     return table;
 }
 
