@@ -28,7 +28,7 @@
 #include "gemm_epilogue.h"
 #include "gemm_ukr.h"
 
-#if defined(NNK_ISA_AVX512)
+#if defined(NNK_ISA_AVX512) || defined(NNK_ISA_AVX2)
 #include <immintrin.h>
 #endif
 
@@ -187,6 +187,72 @@ inline index_t pack_a_rows_avx512(index_t kc, const float* src, index_t rsa, flo
 }
 #endif
 
+#if defined(NNK_ISA_AVX2)
+// In-register transpose of an 8 x 8 block of floats (AVX2), r[i] = row i on
+// entry, column i on exit: unpack{lo,hi}_ps, shuffle_ps, permute2f128 (24
+// shuffles, fully unrolled).
+inline void transpose8(__m256 (&r)[8]) {
+    __m256 t[8], u[8];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4h + c], lane l: rows 4h..4h+3 of column 4l + c
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+        u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+        u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+        u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+        r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);      // column c
+        r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);  // column 4 + c
+    }
+}
+
+// Row-major A, fp32, a full MR-row micro-panel (MR <= 8): 8 x 8 blocks, rows
+// beyond MR zero, transposed in registers, each column stored as MR floats.
+inline index_t pack_a_rows_avx2(index_t kc, const float* src, index_t rsa, float* dst) {
+    constexpr int MR = Tile<float>::MR;
+    static_assert(MR <= 8, "MR must be at most 8");
+    alignas(32) static const int kLanes[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(MR), _mm256_load_si256(
+                                                                     reinterpret_cast<const __m256i*>(kLanes)));
+    index_t p0 = 0;
+    for (; p0 + 8 <= kc; p0 += 8) {
+        __m256 r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) r[i] = i < MR ? _mm256_loadu_ps(src + i * rsa + p0) : _mm256_setzero_ps();
+        transpose8(r);
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; ++q) _mm256_maskstore_ps(dst + (p0 + q) * MR, keep, r[q]);
+    }
+    return p0;
+}
+
+// Transposed B (rsb == 1), fp32, a full NR-column micro-panel: 8 x 8 blocks
+// loaded as 8 columns of B (contiguous in p), transposed, stored as rows.
+inline index_t pack_b_transposed_avx2(index_t kc, const float* src, index_t csb, float* dst) {
+    constexpr int NR = Tile<float>::NR;
+    static_assert(NR % 8 == 0, "NR must be a multiple of 8");
+    index_t p0 = 0;
+    for (; p0 + 8 <= kc; p0 += 8) {
+        for (int j0 = 0; j0 < NR; j0 += 8) {
+            __m256 r[8];
+#pragma GCC unroll 8
+            for (int jj = 0; jj < 8; ++jj) r[jj] = _mm256_loadu_ps(src + (j0 + jj) * csb + p0);
+            transpose8(r);
+#pragma GCC unroll 8
+            for (int q = 0; q < 8; ++q) _mm256_store_ps(dst + (p0 + q) * NR + j0, r[q]);
+        }
+    }
+    return p0;
+}
+#endif
+
 template <class T, int MR>
 inline index_t pack_a_rows_fast(index_t, const T*, index_t, T*) {
     return 0;
@@ -196,6 +262,12 @@ template <>
 inline index_t pack_a_rows_fast<float, Tile<float>::MR>(index_t kc, const float* src, index_t rsa,
                                                         float* dst) {
     return pack_a_rows_avx512(kc, src, rsa, dst);
+}
+#elif defined(NNK_ISA_AVX2)
+template <>
+inline index_t pack_a_rows_fast<float, Tile<float>::MR>(index_t kc, const float* src, index_t rsa,
+                                                        float* dst) {
+    return pack_a_rows_avx2(kc, src, rsa, dst);
 }
 #endif
 
@@ -274,6 +346,12 @@ template <>
 inline index_t pack_b_transposed_fast<float, Tile<float>::NR>(index_t kc, const float* src,
                                                               index_t csb, float* dst) {
     return pack_b_transposed_avx512(kc, src, csb, dst);
+}
+#elif defined(NNK_ISA_AVX2)
+template <>
+inline index_t pack_b_transposed_fast<float, Tile<float>::NR>(index_t kc, const float* src,
+                                                              index_t csb, float* dst) {
+    return pack_b_transposed_avx2(kc, src, csb, dst);
 }
 #endif
 
