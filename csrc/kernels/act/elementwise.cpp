@@ -11,7 +11,7 @@
 #include "act_internal.h"
 #include "nnk/act.h"
 #include "nnk/vmath.h"
-#include "parallel.h"
+#include "nnk/parallel.h"
 
 namespace nnk {
 namespace NNK_NS {

@@ -8,7 +8,7 @@
 
 #include "act_internal.h"
 #include "nnk/act.h"
-#include "parallel.h"
+#include "nnk/parallel.h"
 #include "rowops.h"
 
 namespace nnk {

@@ -13,7 +13,7 @@
 #include <cstdint>
 
 #include "../act/act_internal.h"
-#include "../act/parallel.h"
+#include "nnk/parallel.h"
 #include "../act/rowops.h"
 #include "loss_internal.h"
 

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "../act/act_internal.h"
-#include "../act/parallel.h"
+#include "nnk/parallel.h"
 #include "loss_internal.h"
 #include "nnk/vmath.h"
 
