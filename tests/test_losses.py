@@ -114,8 +114,9 @@ def test_cross_entropy_long_rows(backend, dtype, case):
                          ids=lambda s: "x".join(map(str, s)))
 def test_cross_entropy_row_layouts(backend, dtype, shape):
     """The C++ float32 paths: 16 rows per block for C <= 16 (padding lanes and rows,
-    ignored rows, a NaN row, an all -inf row) and 512-class chunks with an online
-    max for longer rows (a max rising chunk after chunk, a -inf prefix longer than a
+    ignored rows, a NaN row, an all -inf row), rows transposed into lanes for
+    C <= 32, and 512-class chunks with an online max for longer rows and for
+    probability targets (a max rising chunk after chunk, a -inf prefix longer than a
     chunk, the max in the last chunk)."""
     rng = np.random.default_rng(31)
     n, c = shape
@@ -135,6 +136,14 @@ def test_cross_entropy_row_layouts(backend, dtype, shape):
     for f, tf in ((ops.softmax, torch.softmax), (ops.log_softmax, torch.log_softmax)):
         np.testing.assert_allclose(f(x, backend=backend), tf(torch.tensor(x.astype(np.float64)), -1).numpy(),
                                    equal_nan=True, **_tol(dtype))
+    # class-probability targets, weighted and smoothed
+    prob = rng.random(shape).astype(dtype)
+    prob /= prob.sum(1, keepdims=True)
+    w = (rng.random(c) + 0.5).astype(dtype)
+    for kw in ({"reduction": "none"}, {"reduction": "sum", "label_smoothing": 0.1}):
+        want = _torch_loss(F.cross_entropy, x, torch.tensor(prob.astype(np.float64)),
+                           weight=torch.tensor(w.astype(np.float64)), **kw)
+        _check(ops.softmax_cross_entropy(x, prob, weight=w, backend=backend, **kw), want, dtype, equal_nan=True)
 
 
 def test_cross_entropy_unbatched_and_int_dtypes(backend):

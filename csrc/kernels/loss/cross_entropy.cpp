@@ -118,8 +118,74 @@ double ce_row_index(const CrossEntropyProblem<T>& p, index_t i, double scale, do
     return loss;
 }
 
+#if NNK_VM_VECTOR
+// ce_row_prob for float32 on float lanes: the online max/exp-sum pass, one pass
+// for sum_j w_j t_j and sum_j w_j t_j x_j (float within a chunk, float64
+// across chunks), one gradient pass per chunk.
+inline double ce_row_prob_f32(const CrossEntropyProblem<float>& p, index_t i, double scale, double wsum) {
+    using vm::VF2;
+    using vm::WF;
+    const index_t c = p.c;
+    const float* x = p.logits + i * c;
+    const float* t = p.target_prob + i * c;
+    const float* w = p.weight;
+    float* g = p.grad ? p.grad + i * c : nullptr;
+    const double eps = p.label_smoothing, u = eps / double(c);
+    float shift[kMaxChunks];
+    double m;
+    const double s = row_exp_sum_online(g, shift, x, c, m);
+    const double lse = m + std::log(s);
+    double swt = 0.0, swtx = 0.0, swx = 0.0;  // sum w t, sum w t x, sum w x (w = 1 without weights)
+    for (index_t j0 = 0; j0 < c; j0 += kChunk) {
+        const index_t j1 = j0 + kChunk < c ? j0 + kChunk : c;
+        VF2 a_wt = vm::splatf(0.0f), a_wtx = vm::splatf(0.0f), a_wx = vm::splatf(0.0f);
+        for (index_t j = j0; j < j1; j += WF) {
+            const index_t k = j1 - j < WF ? j1 - j : WF;  // (k < WF: masked tail, zeros)
+            const VF2 xv = k == WF ? vm::loadf(x + j) : vm::load_partf(x + j, k, 0.0f);
+            const VF2 wv = w ? (k == WF ? vm::loadf(w + j) : vm::load_partf(w + j, k, 0.0f)) : vm::splatf(1.0f);
+            const VF2 wt = (k == WF ? vm::loadf(t + j) : vm::load_partf(t + j, k, 0.0f)) * wv;
+            a_wt += wt;
+            a_wtx += wt * xv;
+            if (eps != 0.0) a_wx += wv * xv;
+        }
+        V lo, hi;
+        widen(a_wt, lo, hi), swt += vm::hsum(lo + hi);
+        widen(a_wtx, lo, hi), swtx += vm::hsum(lo + hi);
+        if (eps != 0.0) widen(a_wx, lo, hi), swx += vm::hsum(lo + hi);
+    }
+    const double sw_t = (1.0 - eps) * swt + u * wsum;  // sum w t', t' = (1-eps) t + eps/c
+    const double sw_tx = (1.0 - eps) * swtx + u * swx;
+    if (g) {  // g = scale [(sum w t') e/s - w t']
+        const double coef = scale * sw_t / s;
+        const VF2 a = vm::splatf(float(scale * (1.0 - eps))), b = vm::splatf(float(scale * u));
+        index_t kc = 0;
+        for (index_t j0 = 0; j0 < c; j0 += kChunk, ++kc) {
+            const index_t j1 = j0 + kChunk < c ? j0 + kChunk : c;
+            const VF2 cf = vm::splatf(float(double(shift[kc]) == m ? coef : coef * std::exp(double(shift[kc]) - m)));
+            for (index_t j = j0; j < j1; j += WF) {
+                const index_t k = j1 - j < WF ? j1 - j : WF;
+                const VF2 wv = w ? (k == WF ? vm::loadf(w + j) : vm::load_partf(w + j, k, 0.0f)) : vm::splatf(1.0f);
+                const VF2 tv = k == WF ? vm::loadf(t + j) : vm::load_partf(t + j, k, 0.0f);
+                const VF2 ev = k == WF ? vm::loadf(g + j) : vm::load_partf(g + j, k, 0.0f);
+                const VF2 gv = ev * cf - (a * tv + b) * wv;
+                if (k == WF)
+                    vm::storef(g + j, gv);
+                else
+                    vm::store_partf(g + j, gv, k);
+            }
+        }
+    }
+    return lse * sw_t - sw_tx;
+}
+#endif
+
 template <class T>
 double ce_row_prob(const CrossEntropyProblem<T>& p, index_t i, double scale, double wsum) {
+#if NNK_VM_VECTOR
+    if constexpr (sizeof(T) == 4) {
+        if (p.c <= kChunk * kMaxChunks) return ce_row_prob_f32(p, i, scale, wsum);
+    }
+#endif
     const index_t c = p.c;
     const T* x = p.logits + i * c;
     const T* t = p.target_prob + i * c;
