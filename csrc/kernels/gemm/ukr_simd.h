@@ -144,9 +144,14 @@ inline void ukr_direct(index_t k, const typename S::T* a, index_t rsa, const typ
         for (int v = 0; v < NV; ++v) acc[r][v] = S::zero();
     const T* arow[MR];
     for (int r = 0; r < MR; ++r) arow[r] = a + (r < m ? r : m - 1) * rsa;
+    // Rows of B are rsb apart, often more than the 2 KiB the hardware stride
+    // prefetcher follows: fetch them a few steps ahead (full-width panels).
+    constexpr index_t kPrefetchB = 8;
     if (n == NV * W) {
         for (index_t p = 0; p < k; ++p) {
             V bv[NV];
+            _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchB * rsb), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchB * rsb + NV * W - 1), _MM_HINT_T0);
 #pragma GCC unroll 8
             for (int v = 0; v < NV; ++v) bv[v] = S::loadu(b + v * W);
 #pragma GCC unroll 64
