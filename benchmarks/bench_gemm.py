@@ -10,7 +10,7 @@ M = 64, 256, 1024 with its three GEMMs:
     grad_W   gW(256, 784) = g.T(256, M) @ x(M, 784)         (g.T a view)
 "nnk-numba" is the Numba backend's GEMM. At the end a table is printed (GFLOP/s = median time; % of the peak of the
 ISA's vector width measured by a tiny FMA loop in the same run, see
-_C.gemm_fma_peak). The machine may be shared: compare columns of one run.
+_C.fma_peak). The machine may be shared: compare columns of one run.
 Restrict with -k, e.g. -k "square and 1024" or -k "nnk-avx512".
 """
 
@@ -82,7 +82,7 @@ def _peak(isa, threads):
         prev = _C.cpu_info()["isa"]
         _C.set_isa(isa)
         try:
-            _peaks[key] = max(_C.gemm_fma_peak(0.15, threads) for _ in range(3))
+            _peaks[key] = max(_C.fma_peak(0.15, threads) for _ in range(3))
         finally:
             _C.set_isa(prev)
     return _peaks[key]

@@ -3,6 +3,7 @@ library's spinning worker threads share the cores). Median GFLOP/s.
 
     PYTHONPATH=python python benchmarks/gemm_threads_quick.py nnk
     PYTHONPATH=python python benchmarks/gemm_threads_quick.py numpy
+    PYTHONPATH=python python benchmarks/gemm_threads_quick.py torch
 """
 import time, sys, numpy as np, nnkernels
 from nnkernels import _C
@@ -10,6 +11,8 @@ shapes = [(1024,1024,1024,'nn'),(2048,2048,2048,'nn'),(64,784,256,'nt'),(64,256,
 impl = sys.argv[1]
 if impl == 'numpy':
     import threadpoolctl
+if impl == 'torch':
+    import torch
 for m,k,n,lay in shapes:
     a = np.random.rand(k,m).astype(np.float32).T if lay[0]=='t' else np.random.rand(m,k).astype(np.float32)
     b = np.random.rand(n,k).astype(np.float32).T if lay[1]=='t' else np.random.rand(k,n).astype(np.float32)
@@ -18,6 +21,9 @@ for m,k,n,lay in shapes:
     for th in (1,2):
         if impl == 'numpy':
             ctl = threadpoolctl.threadpool_limits(th); f = lambda: np.matmul(a,b,out=c)
+        elif impl == 'torch':
+            torch.set_num_threads(th); ta, tb, tc = map(torch.from_numpy, (a, b, c))
+            f = lambda: torch.matmul(ta, tb, out=tc)
         else:
             nnkernels.set_num_threads(th); f = lambda: _C.gemm(c,a,b)
         f(); ts=[]

@@ -110,6 +110,42 @@ def test_cross_entropy_long_rows(backend, dtype, case):
     test_cross_entropy_matches_torch(backend, dtype, case, (2, 50000))
 
 
+@pytest.mark.parametrize("shape", [(40, 10), (3, 16), (5, 17), (2, 511), (2, 512), (3, 513), (3, 1500)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_cross_entropy_row_layouts(backend, dtype, shape):
+    """The C++ float32 paths: 16 rows per block for C <= 16 (padding lanes and rows,
+    ignored rows, a NaN row, an all -inf row), rows transposed into lanes for
+    C <= 32, and 512-class chunks with an online max for longer rows and for
+    probability targets (a max rising chunk after chunk, a -inf prefix longer than a
+    chunk, the max in the last chunk)."""
+    rng = np.random.default_rng(31)
+    n, c = shape
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    if c > 100:
+        x[0] = np.linspace(-5, 30, c)
+        x[1, : min(700, c - 1)] = -np.inf
+        x[-1, -1] = 50.0
+    t = rng.integers(0, c, n)
+    if n > 5:
+        t[2] = -100
+        x[3, 1] = np.nan
+        x[4] = -np.inf
+    for kw in ({"reduction": "none"}, {"reduction": "mean", "label_smoothing": 0.1}):
+        want = _torch_loss(F.cross_entropy, x, torch.tensor(t), **kw)
+        _check(ops.softmax_cross_entropy(x, t, backend=backend, **kw), want, dtype, equal_nan=True)
+    for f, tf in ((ops.softmax, torch.softmax), (ops.log_softmax, torch.log_softmax)):
+        np.testing.assert_allclose(f(x, backend=backend), tf(torch.tensor(x.astype(np.float64)), -1).numpy(),
+                                   equal_nan=True, **_tol(dtype))
+    # class-probability targets, weighted and smoothed
+    prob = rng.random(shape).astype(dtype)
+    prob /= prob.sum(1, keepdims=True)
+    w = (rng.random(c) + 0.5).astype(dtype)
+    for kw in ({"reduction": "none"}, {"reduction": "sum", "label_smoothing": 0.1}):
+        want = _torch_loss(F.cross_entropy, x, torch.tensor(prob.astype(np.float64)),
+                           weight=torch.tensor(w.astype(np.float64)), **kw)
+        _check(ops.softmax_cross_entropy(x, prob, weight=w, backend=backend, **kw), want, dtype, equal_nan=True)
+
+
 def test_cross_entropy_unbatched_and_int_dtypes(backend):
     rng = np.random.default_rng(4)
     x = rng.standard_normal(5)

@@ -172,16 +172,6 @@ void register_gemm(py::module_& m) {
     m.def("colsum", &colsum_entry, py::arg("out"), py::arg("x"), py::arg("accumulate") = false,
           py::arg("deriv") = "none", py::arg("z") = py::none(), py::arg("deriv_param") = 0.0,
           "out (+)= (x * act'(z)).sum(axis=0) in a fixed order (bias gradient); act = deriv.");
-    m.def(
-        "gemm_fma_peak",
-        [](double seconds, int threads) {
-            if (threads < 1) throw py::value_error("threads: expected >= 1");
-            const GemmKernels& g = gemm();
-            py::gil_scoped_release release;
-            return g.fma_peak_gflops(seconds, threads);
-        },
-        py::arg("seconds") = 0.2, py::arg("threads") = 1,
-        "Measured fp32 FMA peak (GFLOP/s) of the current ISA variant's vector width.");
     m.def("gemm_info", [] {
         const GemmKernels& g = gemm();
         py::dict d;

@@ -167,6 +167,11 @@ _EXTRA_CONSTRAINTS = {
 }
 
 
+# X is converted to the training dtype once per fit when the copy takes at most
+# this much memory; larger inputs are converted minibatch by minibatch.
+_CONVERT_ONCE_BYTES = 1 << 30
+
+
 def _train_dtype(dtype, X):
     """The dtype to train in: ``dtype`` (None: X's own, as scikit-learn does)."""
     if dtype is None:
@@ -256,7 +261,10 @@ class _NNKMixin:
 
         dt = self.coefs_[0].dtype
         step = _Step(self, dt, batch_size, y_train.shape[1])
-        X_train = np.ascontiguousarray(X_train)  # any float dtype: batches are converted to dt
+        if X_train.dtype != dt and X_train.shape[0] * X_train.shape[1] * dt.itemsize <= _CONVERT_ONCE_BYTES:
+            # one conversion for the whole fit, rather than one per minibatch and epoch
+            X_train = X_train.astype(dt)
+        X_train = np.ascontiguousarray(X_train)  # else any float dtype: batches are converted to dt
         y_train = np.ascontiguousarray(y_train, dtype=dt)
         try:
             self.n_iter_ = 0

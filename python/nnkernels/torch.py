@@ -598,28 +598,47 @@ class Adam(_KernelOptimizer, torch.optim.Adam):
 
     def _kernel_step(self, group) -> None:
         beta1, beta2 = group["betas"]
-        kernels = _resolve()
+        adam_step = _resolve().adam_step
         decoupled = self._decoupled or bool(group.get("decoupled_weight_decay", False))
+        amsgrad, maximize = bool(group["amsgrad"]), bool(group.get("maximize", False))
+        hyper = (float(group["lr"]), float(beta1), float(beta2), float(group["eps"]),
+                 float(group["weight_decay"]), amsgrad, maximize, decoupled)
         for p in group["params"]:
-            if p.grad is None:
+            g = p.grad
+            if g is None:
                 continue
             state = self.state[p]
             if len(state) == 0:
                 state["step"] = _scalar_step_tensor()
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                if group["amsgrad"]:
+                if amsgrad:
                     state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["step"] += 1
-            mx = state.get("max_exp_avg_sq") if group["amsgrad"] else None
-            if mx is None and group["amsgrad"]:
+            mx = state.get("max_exp_avg_sq") if amsgrad else None
+            if mx is None and amsgrad:
                 raise ValueError("Adam: amsgrad=True but the state has no max_exp_avg_sq")
+            pv, mv, vv, xv, sv = self._views(p, state, mx)
+            sv += 1  # state["step"], in place (a view of the tensor's memory)
             # shapes, dtypes and contiguity were checked by _group_ok: call the kernel directly
-            kernels.adam_step(_np(p), _np(state["exp_avg"]), _np(state["exp_avg_sq"]),
-                              None if mx is None else _np(mx), _np(p.grad), int(state["step"].item()),
-                              float(group["lr"]), float(beta1), float(beta2), float(group["eps"]),
-                              float(group["weight_decay"]), bool(group["amsgrad"]),
-                              bool(group.get("maximize", False)), decoupled)
+            adam_step(pv, mv, vv, xv, _np(g), int(sv), *hyper)
+
+    def _views(self, p, state, mx):
+        """NumPy views of p and its state tensors, cached while those tensors stay the same."""
+        cache = self.__dict__.setdefault("_nnk_views", {})
+        key = (p.data_ptr(), id(state["exp_avg"]), id(state["exp_avg_sq"]), id(mx), id(state["step"]))
+        hit = cache.get(id(p))
+        if hit is not None and hit[0] == key and hit[1] is p:
+            return hit[2]
+        step = state["step"]
+        if step.dtype != torch.float32 or step.dim() != 0 or not step.is_cpu:
+            # torch.optim's own state may hold another scalar: keep it a float32 CPU tensor
+            step = state["step"] = torch.tensor(float(step), dtype=torch.float32)
+            key = key[:4] + (id(step),)
+        views = (_np(p), _np(state["exp_avg"]), _np(state["exp_avg_sq"]),
+                 None if mx is None else _np(mx), step.numpy())
+        # the cache holds the tensors themselves (hit[3]), so ids are not reused while cached
+        cache[id(p)] = (key, p, views, (state["exp_avg"], state["exp_avg_sq"], mx, step))
+        return views
 
 
 class AdamW(Adam, torch.optim.AdamW):

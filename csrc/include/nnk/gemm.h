@@ -65,8 +65,6 @@ struct GemmKernels {
     // Cache blocking in use for a dtype of `elem_bytes` (4 or 8):
     // out = {MC, KC, NC, small_work (m*n*k of the unpacked direct path)}.
     void (*block_sizes)(int elem_bytes, index_t out[4]);
-    // Measured fp32 FMA peak of this variant (GFLOP/s) with `threads` threads.
-    double (*fma_peak_gflops)(double seconds, int threads);
 };
 
 NNK_DECLARE_PER_ISA(const GemmKernels& gemm_kernels())

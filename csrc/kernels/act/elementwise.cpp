@@ -1,15 +1,17 @@
 // Elementwise activations, forward and backward (contract in nnk/act.h), and
 // the elementary-function kernels used by the accuracy tests.
 //
-// One loop (map1 / map2) applies a lane function to W float64 lanes at a
-// time (vmath.h); each activation is a pair of small lambdas. float32 data is
-// widened on load and rounded once on store.
+// One loop applies a lane function to a register at a time; each activation
+// is a pair of small lambdas. float32 data in the AVX2 / AVX-512 variants:
+// mapf1 / mapf2 on native float lanes (vmath.h "_f" functions, one path for
+// every input value); float64 data (and the generic variant):
+// map1 / map2 on float64 lanes, float32 widened on load and rounded on store.
 #include <cmath>
 
 #include "act_internal.h"
 #include "nnk/act.h"
 #include "nnk/vmath.h"
-#include "parallel.h"
+#include "nnk/parallel.h"
 
 namespace nnk {
 namespace NNK_NS {
@@ -55,11 +57,30 @@ using vm::splatf;
 using vm::VF2;
 using vm::WF;
 
+// Software prefetch 4 KiB ahead of the loop (one line per 16-float step):
+// the math-heavy loops are compute-bound, and the hardware prefetcher alone
+// does not run far enough ahead to hide the memory latency (measured at 4M
+// floats: tanh 1.59 -> 1.28 ms, gelu 2.14 -> 1.76 ms; 256 floats ahead gains
+// less, 4096 no more).
+constexpr index_t kPrefetchAhead = 1024;
+inline void prefetch_ahead(float* out, const float* a, const float* b = nullptr) {
+    __builtin_prefetch(a + kPrefetchAhead, 0, 3);
+    if (b) __builtin_prefetch(b + kPrefetchAhead, 0, 3);
+    __builtin_prefetch(out + kPrefetchAhead, 1, 3);
+}
+
 // float32 on native float lanes: out[i] = f(x[i])
 template <class F>
 void mapf1(float* out, const float* x, index_t n, index_t cost, F f) {
     parallel_chunks(n, n * cost, 64, [&](index_t lo, index_t hi) {
         index_t i = lo;
+        for (; i + 2 * WF <= hi; i += 2 * WF) {  // two independent vectors per step
+            prefetch_ahead(out + i, x + i);
+            prefetch_ahead(out + i + WF, x + i + WF);
+            VF2 y0 = f(vm::loadf(x + i)), y1 = f(vm::loadf(x + i + WF));
+            vm::storef(out + i, y0);
+            vm::storef(out + i + WF, y1);
+        }
         for (; i + WF <= hi; i += WF) vm::storef(out + i, f(vm::loadf(x + i)));
         if (i < hi) vm::store_partf(out + i, f(vm::load_partf(x + i, hi - i, 0.0f)), hi - i);
     });
@@ -69,6 +90,13 @@ template <class F>
 void mapf2(float* out, const float* g, const float* x, index_t n, index_t cost, F f) {
     parallel_chunks(n, n * cost, 64, [&](index_t lo, index_t hi) {
         index_t i = lo;
+        for (; i + 2 * WF <= hi; i += 2 * WF) {
+            prefetch_ahead(out + i, x + i, g + i);
+            prefetch_ahead(out + i + WF, x + i + WF, g + i + WF);
+            VF2 y0 = f(vm::loadf(g + i), vm::loadf(x + i)), y1 = f(vm::loadf(g + i + WF), vm::loadf(x + i + WF));
+            vm::storef(out + i, y0);
+            vm::storef(out + i + WF, y1);
+        }
         for (; i + WF <= hi; i += WF) vm::storef(out + i, f(vm::loadf(g + i), vm::loadf(x + i)));
         if (i < hi)
             vm::store_partf(out + i, f(vm::load_partf(g + i, hi - i, 0.0f), vm::load_partf(x + i, hi - i, 0.0f)),
@@ -101,14 +129,17 @@ inline bool act_forward_f32_native(float* out, const float* x, index_t n, Act ac
         case Act::tanh:
             mapf1(out, x, n, kTranscendental, [](VF2 v) { return vm::tanh_f(v); });
             return true;
-        case Act::gelu:  // x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2
-            mapf1(out, x, n, kTranscendental,
-                  [](VF2 v) { return v * (0.5f * vm::erfc_f(-v * float(kInvSqrt2))); });
+        case Act::gelu:  // x Phi(x)
+            mapf1(out, x, n, kTranscendental, [](VF2 v) {
+                VF2 pdf;
+                return v * vm::normal_cdf_f(v, pdf);
+            });
             return true;
         case Act::gelu_tanh:
+            // 0.5 x (1 + tanh(u)) = x sigmoid(2u): no cancellation where tanh(u) -> -1
             mapf1(out, x, n, kTranscendental, [](VF2 v) {
-                VF2 inner = float(kSqrt2OverPi) * (v + float(kGeluC) * v * v * v);
-                return 0.5f * v * (1.0f + vm::tanh_f(inner));
+                VF2 two_u = float(2.0 * kSqrt2OverPi) * (v + float(kGeluC) * v * v * v);
+                return v * vm::sigmoid_f(two_u);
             });
             return true;
         case Act::silu:
@@ -145,36 +176,38 @@ inline bool act_backward_f32_native(float* gx, const float* go, const float* x, 
             return true;
         case Act::sigmoid:
             mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
-                VF2 sg = vm::sigmoid_f(v);
-                return g * (sg * (1.0f - sg));
+                VF2 grad;
+                vm::sigmoid_grad_f(v, grad);
+                return g * grad;
             });
             return true;
         case Act::tanh:
-            mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
-                VF2 t;
-                return g * vm::tanh_sech2_f(v, t);
-            });
+            mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) { return g * vm::tanh_grad_f(v); });
             return true;
         case Act::gelu:  // Phi(x) + x phi(x)
             mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
-                VF2 cdf = 0.5f * vm::erfc_f(-v * float(kInvSqrt2));
-                return g * (cdf + v * (float(kInvSqrt2Pi) * vm::exp_f(-0.5f * v * v)));
+                VF2 e;  // exp(-x^2 / 2)
+                VF2 cdf = vm::normal_cdf_f(v, e);
+                return g * (cdf + v * (float(kInvSqrt2Pi) * e));
             });
             return true;
         case Act::gelu_tanh:
+            // d/dx x sigmoid(2u) = sigmoid(2u) + x sigmoid'(2u) 2u'
             mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
-                VF2 t;
-                VF2 sech2 = vm::tanh_sech2_f(float(kSqrt2OverPi) * (v + float(kGeluC) * v * v * v), t);
-                VF2 dinner = float(kSqrt2OverPi) * (1.0f + float(3.0 * kGeluC) * v * v);
-                VF2 second = 0.5f * v * sech2 * dinner;  // 0 once sech2 underflows (|x| huge: v^3 = inf)
-                second = (sech2 == 0.0f) & (vm::vabsf(v) < INFINITY) ? splatf(0.0f) : second;  // inf: NaN, as torch
-                return g * (0.5f * (1.0f + t) + second);
+                VF2 two_u = float(2.0 * kSqrt2OverPi) * (v + float(kGeluC) * v * v * v);
+                VF2 dsig;
+                VF2 sig = vm::sigmoid_grad_f(two_u, dsig);
+                VF2 two_du = float(2.0 * kSqrt2OverPi) * (1.0f + float(3.0 * kGeluC) * v * v);
+                VF2 second = v * dsig * two_du;  // 0 once dsig underflows (|x| huge: v^3 = inf)
+                second = (dsig == 0.0f) & (vm::vabsf(v) < INFINITY) ? splatf(0.0f) : second;  // inf: NaN, as torch
+                return g * (sig + second);
             });
             return true;
         case Act::silu:
-            mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {
-                VF2 sg = vm::sigmoid_f(v);
-                return g * (sg * (1.0f + v * (1.0f - sg)));
+            mapf2(gx, go, x, n, kTranscendental, [](VF2 g, VF2 v) {  // s + x s (1 - s)
+                VF2 grad;
+                VF2 sg = vm::sigmoid_grad_f(v, grad);
+                return g * (sg + v * grad);
             });
             return true;
         case Act::softplus:

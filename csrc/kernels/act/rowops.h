@@ -34,7 +34,7 @@ inline double row_exp_sum(T* e, const T* x, index_t c, double m) {
         s += v;
     }
     if (j < c) {
-        V v = vm::exp_t<T>(vm::load_part(x + j, c - j, -INFINITY) - m);
+        V v = vm::keep_first(vm::exp_t<T>(vm::load_part(x + j, c - j, m) - m), c - j);
         if (e) vm::store_part(e + j, v, c - j);
         s += v;
     }
@@ -87,7 +87,7 @@ inline double row_exp_sum(float* e, const float* x, index_t c, double m) {
         s1 += hi;
     }
     if (j < c) {
-        VF2 v = vm::exp_f(vm::load_partf(x + j, c - j, -INFINITY) - mf);
+        VF2 v = vm::keep_firstf(vm::exp_f(vm::load_partf(x + j, c - j, float(m)) - mf), c - j);
         if (e) vm::store_partf(e + j, v, c - j);
         V lo, hi;
         widen(v, lo, hi);
@@ -95,6 +95,82 @@ inline double row_exp_sum(float* e, const float* x, index_t c, double m) {
         s1 += hi;
     }
     return vm::hsum(s0) + vm::hsum(s1);
+}
+#endif
+
+// ---- float32 rows in one pass over memory (online max / exp-sum) ----------------
+// The row is cut into chunks of kChunk floats (2 KiB). Chunk k is read once
+// for its max (from memory; the next chunk is prefetched meanwhile) and once
+// more from L1 for e = exp(x - M_k), where M_k is the running max up to and
+// including chunk k; the running sum is rescaled by exp(M_old - M_new) when
+// the max grows. The caller's gradient pass multiplies chunk k by
+// exp(M_k - M) (M = max of the row), so e ends up exp(x - M) everywhere.
+#if NNK_VM_VECTOR
+constexpr index_t kChunk = 512;
+constexpr index_t kMaxChunks = 256;  // rows up to 131072 classes (longer rows: the two-pass path)
+
+// plain lane max (vmaxps: a NaN lane may be dropped; callers see NaN through the exp sum)
+inline vm::VF2 vmax_f(vm::VF2 a, vm::VF2 b) {
+#if defined(NNK_ISA_AVX512)
+    return (vm::VF2)_mm512_max_ps((__m512)a, (__m512)b);
+#else
+    return (vm::VF2)_mm256_max_ps((__m256)a, (__m256)b);
+#endif
+}
+
+inline float hmax_plain_f(vm::VF2 v) {
+#if defined(NNK_ISA_AVX512)
+    return _mm512_reduce_max_ps((__m512)v);
+#else
+    __m128 q = _mm_max_ps(_mm256_castps256_ps128((__m256)v), _mm256_extractf128_ps((__m256)v, 1));
+    q = _mm_max_ps(q, _mm_movehl_ps(q, q));
+    return _mm_cvtss_f32(_mm_max_ss(q, _mm_movehdup_ps(q)));
+#endif
+}
+
+// e[j] := exp(x[j] - shift[k]) for j in chunk k (e null: not stored); m := max x; returns
+// sum_j exp(x[j] - m) (float64). NaN anywhere (or an +inf logit) gives a NaN
+// sum; a row of -inf gives m = -inf and sum 0 (the caller's NaN).
+inline double row_exp_sum_online(float* e, float* shift, const float* x, index_t c, double& m) {
+    using vm::VF2;
+    using vm::WF;
+    float M = -INFINITY;
+    double S = 0.0;
+    index_t k = 0;
+    for (index_t j0 = 0; j0 < c; j0 += kChunk, ++k) {
+        const index_t j1 = j0 + kChunk < c ? j0 + kChunk : c;
+        VF2 mv = vm::splatf(-INFINITY);
+        index_t j = j0;
+        for (; j + WF <= j1; j += WF) mv = vmax_f(mv, vm::loadf(x + j));
+        if (j < j1) mv = vmax_f(mv, vm::load_partf(x + j, j1 - j, -INFINITY));
+        const float mk = hmax_plain_f(mv);
+        if (mk > M) {  // false for NaN: M is never NaN
+            if (S != 0.0) S *= std::exp(double(M) - double(mk));  // (S = 0 while M = -inf)
+            M = mk;
+        }
+        shift[k] = M;
+        // while every element so far is -inf, e = exp(-inf - 0) = 0 (not NaN)
+        const VF2 mvec = vm::splatf(M == -INFINITY ? 0.0f : M);
+        VF2 acc = vm::splatf(0.0f);  // in float over one chunk (32 terms per lane), then float64
+        for (j = j0; j + WF <= j1; j += WF) {
+            __builtin_prefetch(x + j + kChunk, 0, 3);
+            if (e) __builtin_prefetch(e + j + kChunk, 1, 3);
+            VF2 v = vm::exp_lo_f(vm::loadf(x + j) - mvec);
+            if (e) vm::storef(e + j, v);
+            acc += v;
+        }
+        if (j < j1) {
+            VF2 v = vm::exp_lo_f(vm::load_partf(x + j, j1 - j, mvec[0]) - mvec);
+            v = vm::keep_firstf(v, j1 - j);
+            if (e) vm::store_partf(e + j, v, j1 - j);
+            acc += v;
+        }
+        V lo, hi;
+        widen(acc, lo, hi);
+        S += vm::hsum(lo) + vm::hsum(hi);
+    }
+    m = M;
+    return S;
 }
 #endif
 

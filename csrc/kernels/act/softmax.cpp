@@ -8,7 +8,7 @@
 
 #include "act_internal.h"
 #include "nnk/act.h"
-#include "parallel.h"
+#include "nnk/parallel.h"
 #include "rowops.h"
 
 namespace nnk {
@@ -28,6 +28,51 @@ void softmax_row(T* y, const T* x, index_t c, bool log) {
         if (j < c) vm::store_part(y + j, (vm::load_part(x + j, c - j, 0.0) - m) - ls, c - j);
     }
 }
+
+#if NNK_VM_VECTOR
+// float32 rows: one pass over memory for the max and sum (row_exp_sum_online),
+// float lanes for the rest (sums in float64)
+void softmax_row(float* y, const float* x, index_t c, bool log) {
+    using vm::VF2;
+    using vm::WF;
+    if (c > kChunk * kMaxChunks) return softmax_row<float>(y, x, c, log);  // very long rows: two passes
+    float shift[kMaxChunks];
+    double m;
+    const double s = row_exp_sum_online(log ? nullptr : y, shift, x, c, m);
+    if (log) {  // y = (x - m) - log s
+        const VF2 mf = vm::splatf(float(m)), ls = vm::splatf(float(std::log(s)));
+        index_t j = 0;
+        for (; j + WF <= c; j += WF) vm::storef(y + j, (vm::loadf(x + j) - mf) - ls);
+        if (j < c) vm::store_partf(y + j, (vm::load_partf(x + j, c - j, 0.0f) - mf) - ls, c - j);
+        return;
+    }
+    index_t k = 0;
+    for (index_t j0 = 0; j0 < c; j0 += kChunk, ++k) {  // y = e exp(M_k - m) / s
+        const index_t len = j0 + kChunk < c ? kChunk : c - j0;
+        row_scale(y + j0, len, double(shift[k]) == m ? 1.0 / s : std::exp(double(shift[k]) - m) / s, 0.0);
+    }
+}
+
+void softmax_backward_row(float* gx, const float* g, const float* y, index_t c, bool log) {
+    using vm::VF2;
+    using vm::WF;
+    index_t j = 0;
+    if (!log) {  // y (g - <g, y>)
+        const VF2 dot = vm::splatf(float(row_dot(g, y, c)));
+        for (; j + WF <= c; j += WF) vm::storef(gx + j, vm::loadf(y + j) * (vm::loadf(g + j) - dot));
+        if (j < c)
+            vm::store_partf(gx + j, vm::load_partf(y + j, c - j, 0.0f) * (vm::load_partf(g + j, c - j, 0.0f) - dot),
+                            c - j);
+    } else {  // g - exp(y) sum(g)  (y <= 0: exp_lo_f)
+        const VF2 sg = vm::splatf(float(row_dot<float>(g, nullptr, c)));
+        for (; j + WF <= c; j += WF) vm::storef(gx + j, vm::loadf(g + j) - vm::exp_lo_f(vm::loadf(y + j)) * sg);
+        if (j < c)
+            vm::store_partf(gx + j,
+                            vm::load_partf(g + j, c - j, 0.0f) - vm::exp_lo_f(vm::load_partf(y + j, c - j, 0.0f)) * sg,
+                            c - j);
+    }
+}
+#endif
 
 template <class T>
 void softmax_backward_row(T* gx, const T* g, const T* y, index_t c, bool log) {

@@ -27,6 +27,7 @@
 #endif
 
 #include "../gemm/gemm_epilogue.h"
+#include "nnk/parallel.h"
 #include "nnk/fused.h"
 #include "nnk/gemm.h"
 
@@ -58,26 +59,6 @@ void call_colsum<double>(double* out, const double* x, index_t m, index_t n) {
 // Elementwise work below which a pass stays on the calling thread.
 constexpr index_t kElemMinWork = 1 << 15;
 
-// Run f(begin, end) over [0, count) split into contiguous chunks, one per thread.
-template <class F>
-void parallel_chunks(index_t count, index_t min_work, F&& f) {
-    const int nt = threads_for(count, min_work);
-    if (nt <= 1) {
-        f(index_t(0), count);
-        return;
-    }
-    OmpErrors errors;
-#pragma omp parallel num_threads(nt)
-    errors.run([&] {
-        const int t = omp_get_thread_num(), nth = omp_get_num_threads();
-        // 16-element aligned chunk boundaries keep vector loops aligned.
-        const index_t per = ((count + nth - 1) / nth + 15) / 16 * 16;
-        const index_t b = t * per < count ? t * per : count;
-        const index_t e = b + per < count ? b + per : count;
-        if (b < e) f(b, e);
-    });
-    errors.rethrow();
-}
 
 Epilogue epilogue_of(FusedAct a) {
     switch (a) {
@@ -108,33 +89,33 @@ void act_backward(FusedAct a, T param, T* g, const T* z, const T* h, index_t cou
         case FusedAct::none:
             return;
         case FusedAct::relu:  // threshold_backward on the result: h <= 0 -> 0
-            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
+            parallel_elems(count, kElemMinWork, [&](index_t b, index_t e) {
 #pragma omp simd
                 for (index_t i = b; i < e; ++i) g[i] = h[i] <= T(0) ? T(0) : g[i];
             });
             return;
         case FusedAct::leaky_relu: {  // x > 0 ? g : g * slope (sign of z == sign of h if slope > 0)
             const T* s = param > T(0) ? h : z;
-            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
+            parallel_elems(count, kElemMinWork, [&](index_t b, index_t e) {
 #pragma omp simd
                 for (index_t i = b; i < e; ++i) g[i] = s[i] > T(0) ? g[i] : g[i] * param;
             });
             return;
         }
         case FusedAct::tanh:
-            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
+            parallel_elems(count, kElemMinWork, [&](index_t b, index_t e) {
 #pragma omp simd
                 for (index_t i = b; i < e; ++i) g[i] = g[i] * (T(1) - h[i] * h[i]);
             });
             return;
         case FusedAct::sigmoid:
-            parallel_chunks(count, kElemMinWork, [&](index_t b, index_t e) {
+            parallel_elems(count, kElemMinWork, [&](index_t b, index_t e) {
 #pragma omp simd
                 for (index_t i = b; i < e; ++i) g[i] = g[i] * (T(1) - h[i]) * h[i];
             });
             return;
         case FusedAct::gelu:
-            parallel_chunks(count, kElemMinWork / 8, [&](index_t b, index_t e) {
+            parallel_elems(count, kElemMinWork / 8, [&](index_t b, index_t e) {
                 const T kAlpha = T(0.70710678118654752440), kBeta = T(0.39894228040143267794);
                 for (index_t i = b; i < e; ++i) {
                     const T x = z[i];
@@ -145,7 +126,7 @@ void act_backward(FusedAct a, T param, T* g, const T* z, const T* h, index_t cou
             });
             return;
         case FusedAct::gelu_tanh:
-            parallel_chunks(count, kElemMinWork / 8, [&](index_t b, index_t e) {
+            parallel_elems(count, kElemMinWork / 8, [&](index_t b, index_t e) {
                 const T kBeta = T(0.79788456080286535588), kKappa = T(0.044715);
                 for (index_t i = b; i < e; ++i) {
                     const T x = z[i];
@@ -161,7 +142,7 @@ void act_backward(FusedAct a, T param, T* g, const T* z, const T* h, index_t cou
             });
             return;
         case FusedAct::silu:
-            parallel_chunks(count, kElemMinWork / 8, [&](index_t b, index_t e) {
+            parallel_elems(count, kElemMinWork / 8, [&](index_t b, index_t e) {
                 for (index_t i = b; i < e; ++i) {
                     const T x = z[i];
                     const T s = T(1) / (T(1) + std::exp(-x));
@@ -183,21 +164,7 @@ constexpr index_t kSmallBatch = 4;
 // f(begin, end) over [0, count) items of `item_work` each, chunks aligned to 16 items.
 template <class F>
 void parallel_items(index_t count, index_t item_work, F&& f) {
-    const int nt = threads_for(count * item_work);
-    if (nt <= 1) {
-        f(index_t(0), count);
-        return;
-    }
-    OmpErrors errors;
-#pragma omp parallel num_threads(nt)
-    errors.run([&] {
-        const int t = omp_get_thread_num(), nth = omp_get_num_threads();
-        const index_t per = ((count + nth - 1) / nth + 15) / 16 * 16;
-        const index_t b = t * per < count ? t * per : count;
-        const index_t e = b + per < count ? b + per : count;
-        if (b < e) f(b, e);
-    });
-    errors.rethrow();
+    parallel_chunks(count, count * item_work, kParallelMinWork, 16, static_cast<F&&>(f));
 }
 
 // dst(n, dout) = epi(x(n, di; row stride ldx) @ W(dout, di).T + bias)
@@ -293,7 +260,7 @@ const T* forward(const MlpModel<T>& M, const MlpBatch<T>& B, const MlpWorkspaceL
             call_gemm<T>(p);
         if (via_z) {
             const T param = M.act_param[l];
-            parallel_chunks(n * dout, kElemMinWork / 8, [&](index_t b, index_t e) {
+            parallel_elems(n * dout, kElemMinWork / 8, [&](index_t b, index_t e) {
                 for (index_t i = b; i < e; ++i) h[i] = act_forward(a, dst[i], param);
             });
         }
@@ -312,7 +279,7 @@ double loss_and_grad(const MlpBatch<T>& B, const T* out, index_t c, T* g, T* row
     if (B.loss == FusedLoss::cross_entropy) {
         const T inv_n = T(1) / T(n);
         std::atomic<bool> bad_label{false};
-        parallel_chunks(n, (kElemMinWork / 4) / (c > 0 ? c : 1) + 1, [&](index_t b, index_t e) {
+        parallel_elems(n, (kElemMinWork / 4) / (c > 0 ? c : 1) + 1, [&](index_t b, index_t e) {
             for (index_t i = b; i < e; ++i) {
                 const T* z = out + i * c;
                 T* gi = g + i * c;
@@ -339,7 +306,7 @@ double loss_and_grad(const MlpBatch<T>& B, const T* out, index_t c, T* g, T* row
         if (bad_label.load()) throw std::invalid_argument("y: a class index is out of range [0, C)");
     } else {
         const T scale = T(2) / T(n * c);
-        parallel_chunks(n, (kElemMinWork / 4) / (c > 0 ? c : 1) + 1, [&](index_t b, index_t e) {
+        parallel_elems(n, (kElemMinWork / 4) / (c > 0 ? c : 1) + 1, [&](index_t b, index_t e) {
             for (index_t i = b; i < e; ++i) {
                 const T* o = out + i * c;
                 const T* t = B.target + i * c;
@@ -465,7 +432,7 @@ void optimizer_update(const MlpModel<T>& M, const FusedOptim& o) {
             const T mom = T(o.momentum), damp1 = T(1.0 - o.dampening);
             T* buf = M.state[0];
             const bool first = o.step <= 1, has_m = o.momentum != 0.0, nest = o.nesterov;
-            parallel_chunks(count, kElemMinWork, [=](index_t b, index_t e) {
+            parallel_elems(count, kElemMinWork, [=](index_t b, index_t e) {
                 FlushDenormals ftz;
                 if (has_m) {
                     if (nest) {
@@ -506,7 +473,7 @@ void optimizer_update(const MlpModel<T>& M, const FusedOptim& o) {
                 }
                 return;
             }
-            parallel_chunks(count, kElemMinWork, [=](index_t b, index_t e) {
+            parallel_elems(count, kElemMinWork, [=](index_t b, index_t e) {
                 FlushDenormals ftz;
                 if (wdk == 0) adam_chunk<T, 0>(p, gr, m, v, b, e, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
                 else if (wdk == 1) adam_chunk<T, 1>(p, gr, m, v, b, e, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
@@ -537,7 +504,7 @@ void optimizer_update(const MlpModel<T>& M, const FusedOptim& o) {
                 }
                 return;
             }
-            parallel_chunks(count, kElemMinWork, [=](index_t b, index_t e) {
+            parallel_elems(count, kElemMinWork, [=](index_t b, index_t e) {
                 FlushDenormals ftz;
 #define NNK_RMS(WDF, CF, MF) rmsprop_chunk<T, WDF, CF, MF>(p, gr, sq, buf, ga, b, e, gs, lr, wd, alpha, w, eps, mom)
                 if (has_wd) {

@@ -18,6 +18,7 @@
 // Small problems (m*n*k <= small_work, unit column strides) skip packing and
 // threads altogether: the direct microkernel reads A and B in place.
 #include <omp.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -27,7 +28,7 @@
 #include "gemm_epilogue.h"
 #include "gemm_ukr.h"
 
-#if defined(NNK_ISA_AVX512)
+#if defined(NNK_ISA_AVX512) || defined(NNK_ISA_AVX2)
 #include <immintrin.h>
 #endif
 
@@ -76,21 +77,29 @@ constexpr index_t kGemmParallelWork = index_t(1) << 21;
 
 // ---- scratch ---------------------------------------------------------------
 
-// Grow-only, 64-byte aligned scratch buffer, one per thread and dtype.
+// Grow-only scratch buffer, one per thread. Buffers of 1 MiB or more are
+// 2 MiB aligned and advised as transparent huge pages (Linux "madvise" THP
+// mode), so a packed B panel is a few TLB entries instead of hundreds.
 struct Scratch {
     void* ptr = nullptr;
     std::size_t bytes = 0;
     ~Scratch() { std::free(ptr); }
     template <class T>
     T* get(std::size_t count) {
+        constexpr std::size_t kHuge = std::size_t(2) << 20;
         std::size_t need = (count * sizeof(T) + 63) / 64 * 64;
         if (need > bytes) {
             std::free(ptr);
-            ptr = std::aligned_alloc(64, need);
+            const bool huge = need >= kHuge / 2;
+            if (huge) need = (need + kHuge - 1) / kHuge * kHuge;
+            ptr = std::aligned_alloc(huge ? kHuge : 64, need);
             if (!ptr) {
                 bytes = 0;
                 throw std::bad_alloc();
             }
+#if defined(MADV_HUGEPAGE)
+            if (huge) madvise(ptr, need, MADV_HUGEPAGE);  // advice only: failure is harmless
+#endif
             bytes = need;
         }
         return static_cast<T*>(ptr);
@@ -111,49 +120,6 @@ struct Deriv {
     Epilogue op = Epilogue::none;
     T param = 0;
 };
-
-// Pack rows [0, mc) x depth [0, kc) of A into MR-row micro-panels:
-// ap[(i / MR) * kc * MR + p * MR + i % MR], zero padded to a multiple of MR.
-template <class T, int MR>
-void pack_a(index_t mc, index_t kc, const T* a, index_t rsa, index_t csa, T* ap,
-            const Deriv<T>& d) {
-    for (index_t i0 = 0; i0 < mc; i0 += MR) {
-        const int mr = static_cast<int>(mc - i0 < MR ? mc - i0 : MR);
-        T* dst = ap + i0 * kc;
-        const T* src = a + i0 * rsa;
-        if (d.op != Epilogue::none) {
-            const T* z = d.z + i0 * d.rsz;
-            for (index_t p = 0; p < kc; ++p) {
-                for (int r = 0; r < mr; ++r)
-                    dst[p * MR + r] = src[r * rsa + p * csa] *
-                                      activation_deriv(z[r * d.rsz + p * d.csz], d.op, d.param);
-                for (int r = mr; r < MR; ++r) dst[p * MR + r] = T(0);
-            }
-        } else if (mr == MR && csa == 1) {
-            // Row-major A: read each row 16 columns at a time, write interleaved.
-            index_t p0 = 0;
-            for (; p0 + 16 <= kc; p0 += 16)
-                for (int r = 0; r < MR; ++r) {
-                    const T* s = src + r * rsa + p0;
-#pragma GCC unroll 16
-                    for (int q = 0; q < 16; ++q) dst[(p0 + q) * MR + r] = s[q];
-                }
-            for (index_t p = p0; p < kc; ++p)
-                for (int r = 0; r < MR; ++r) dst[p * MR + r] = src[r * rsa + p];
-        } else if (rsa == 1) {
-            // Column-major A (a transposed view): MR contiguous elements per p.
-            for (index_t p = 0; p < kc; ++p) {
-                std::memcpy(dst + p * MR, src + p * csa, mr * sizeof(T));
-                for (int r = mr; r < MR; ++r) dst[p * MR + r] = T(0);
-            }
-        } else {
-            for (index_t p = 0; p < kc; ++p) {
-                for (int r = 0; r < mr; ++r) dst[p * MR + r] = src[r * rsa + p * csa];
-                for (int r = mr; r < MR; ++r) dst[p * MR + r] = T(0);
-            }
-        }
-    }
-}
 
 #if defined(NNK_ISA_AVX512)
 // In-register transpose of a 16 x 16 block of floats, r[i] = row i on entry,
@@ -199,6 +165,157 @@ inline void transpose16(__m512 (&r)[16]) {
     }
 }
 
+// Row-major A (csa == 1), fp32, a full MR-row micro-panel (MR <= 16): 16 x 16
+// blocks, rows beyond MR zero, are transposed in registers; column q of a
+// block is depth p0 + q of the panel, stored as MR floats (masked store).
+// Returns how many depths were packed (a multiple of 16).
+inline index_t pack_a_rows_avx512(index_t kc, const float* src, index_t rsa, float* dst) {
+    constexpr int MR = Tile<float>::MR;
+    static_assert(MR <= 16, "MR must be at most 16");
+    const __mmask16 keep = static_cast<__mmask16>((1u << MR) - 1u);
+    index_t p0 = 0;
+    for (; p0 + 16 <= kc; p0 += 16) {
+        __m512 r[16];
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; ++i)
+            r[i] = i < MR ? _mm512_loadu_ps(src + i * rsa + p0) : _mm512_setzero_ps();
+        transpose16(r);
+#pragma GCC unroll 16
+        for (int q = 0; q < 16; ++q) _mm512_mask_storeu_ps(dst + (p0 + q) * MR, keep, r[q]);
+    }
+    return p0;
+}
+#endif
+
+#if defined(NNK_ISA_AVX2)
+// In-register transpose of an 8 x 8 block of floats (AVX2), r[i] = row i on
+// entry, column i on exit: unpack{lo,hi}_ps, shuffle_ps, permute2f128 (24
+// shuffles, fully unrolled).
+inline void transpose8(__m256 (&r)[8]) {
+    __m256 t[8], u[8];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    // u[4h + c], lane l: rows 4h..4h+3 of column 4l + c
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+        u[4 * h + 0] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+        u[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+        u[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+        u[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+        r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);      // column c
+        r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);  // column 4 + c
+    }
+}
+
+// Row-major A, fp32, a full MR-row micro-panel (MR <= 8): 8 x 8 blocks, rows
+// beyond MR zero, transposed in registers, each column stored as MR floats.
+inline index_t pack_a_rows_avx2(index_t kc, const float* src, index_t rsa, float* dst) {
+    constexpr int MR = Tile<float>::MR;
+    static_assert(MR <= 8, "MR must be at most 8");
+    alignas(32) static const int kLanes[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(MR), _mm256_load_si256(
+                                                                     reinterpret_cast<const __m256i*>(kLanes)));
+    index_t p0 = 0;
+    for (; p0 + 8 <= kc; p0 += 8) {
+        __m256 r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; ++i) r[i] = i < MR ? _mm256_loadu_ps(src + i * rsa + p0) : _mm256_setzero_ps();
+        transpose8(r);
+#pragma GCC unroll 8
+        for (int q = 0; q < 8; ++q) _mm256_maskstore_ps(dst + (p0 + q) * MR, keep, r[q]);
+    }
+    return p0;
+}
+
+// Transposed B (rsb == 1), fp32, a full NR-column micro-panel: 8 x 8 blocks
+// loaded as 8 columns of B (contiguous in p), transposed, stored as rows.
+inline index_t pack_b_transposed_avx2(index_t kc, const float* src, index_t csb, float* dst) {
+    constexpr int NR = Tile<float>::NR;
+    static_assert(NR % 8 == 0, "NR must be a multiple of 8");
+    index_t p0 = 0;
+    for (; p0 + 8 <= kc; p0 += 8) {
+        for (int j0 = 0; j0 < NR; j0 += 8) {
+            __m256 r[8];
+#pragma GCC unroll 8
+            for (int jj = 0; jj < 8; ++jj) r[jj] = _mm256_loadu_ps(src + (j0 + jj) * csb + p0);
+            transpose8(r);
+#pragma GCC unroll 8
+            for (int q = 0; q < 8; ++q) _mm256_store_ps(dst + (p0 + q) * NR + j0, r[q]);
+        }
+    }
+    return p0;
+}
+#endif
+
+template <class T, int MR>
+inline index_t pack_a_rows_fast(index_t, const T*, index_t, T*) {
+    return 0;
+}
+#if defined(NNK_ISA_AVX512)
+template <>
+inline index_t pack_a_rows_fast<float, Tile<float>::MR>(index_t kc, const float* src, index_t rsa,
+                                                        float* dst) {
+    return pack_a_rows_avx512(kc, src, rsa, dst);
+}
+#elif defined(NNK_ISA_AVX2)
+template <>
+inline index_t pack_a_rows_fast<float, Tile<float>::MR>(index_t kc, const float* src, index_t rsa,
+                                                        float* dst) {
+    return pack_a_rows_avx2(kc, src, rsa, dst);
+}
+#endif
+
+// Pack rows [0, mc) x depth [0, kc) of A into MR-row micro-panels:
+// ap[(i / MR) * kc * MR + p * MR + i % MR], zero padded to a multiple of MR.
+template <class T, int MR>
+void pack_a(index_t mc, index_t kc, const T* a, index_t rsa, index_t csa, T* ap,
+            const Deriv<T>& d) {
+    for (index_t i0 = 0; i0 < mc; i0 += MR) {
+        const int mr = static_cast<int>(mc - i0 < MR ? mc - i0 : MR);
+        T* dst = ap + i0 * kc;
+        const T* src = a + i0 * rsa;
+        if (d.op != Epilogue::none) {
+            const T* z = d.z + i0 * d.rsz;
+            for (index_t p = 0; p < kc; ++p) {
+                for (int r = 0; r < mr; ++r)
+                    dst[p * MR + r] = src[r * rsa + p * csa] *
+                                      activation_deriv(z[r * d.rsz + p * d.csz], d.op, d.param);
+                for (int r = mr; r < MR; ++r) dst[p * MR + r] = T(0);
+            }
+        } else if (mr == MR && csa == 1) {
+            // Row-major A: in-register transposes where available, else read
+            // each row 16 columns at a time and write interleaved.
+            index_t p0 = pack_a_rows_fast<T, MR>(kc, src, rsa, dst);
+            for (; p0 + 16 <= kc; p0 += 16)
+                for (int r = 0; r < MR; ++r) {
+                    const T* s = src + r * rsa + p0;
+#pragma GCC unroll 16
+                    for (int q = 0; q < 16; ++q) dst[(p0 + q) * MR + r] = s[q];
+                }
+            for (index_t p = p0; p < kc; ++p)
+                for (int r = 0; r < MR; ++r) dst[p * MR + r] = src[r * rsa + p];
+        } else if (rsa == 1) {
+            // Column-major A (a transposed view): MR contiguous elements per p.
+            for (index_t p = 0; p < kc; ++p) {
+                std::memcpy(dst + p * MR, src + p * csa, mr * sizeof(T));
+                for (int r = mr; r < MR; ++r) dst[p * MR + r] = T(0);
+            }
+        } else {
+            for (index_t p = 0; p < kc; ++p) {
+                for (int r = 0; r < mr; ++r) dst[p * MR + r] = src[r * rsa + p * csa];
+                for (int r = mr; r < MR; ++r) dst[p * MR + r] = T(0);
+            }
+        }
+    }
+}
+
+#if defined(NNK_ISA_AVX512)
 // Transposed B (rsb == 1), fp32, a full 32-column micro-panel: 16 x 16 blocks
 // are loaded as 16 columns of B (contiguous in p), transposed, stored as rows.
 // Returns how many depths were packed (a multiple of 16).
@@ -230,14 +347,27 @@ inline index_t pack_b_transposed_fast<float, Tile<float>::NR>(index_t kc, const 
                                                               index_t csb, float* dst) {
     return pack_b_transposed_avx512(kc, src, csb, dst);
 }
+#elif defined(NNK_ISA_AVX2)
+template <>
+inline index_t pack_b_transposed_fast<float, Tile<float>::NR>(index_t kc, const float* src,
+                                                              index_t csb, float* dst) {
+    return pack_b_transposed_avx2(kc, src, csb, dst);
+}
 #endif
 
-// Pack depth [0, kc) x columns [j0, j0 + NR) of B into one NR-column
-// micro-panel at bp + j0 * kc: bp[j0*kc + p*NR + j], zero padded.
+// Packed B micro-panels are kc*NR elements plus one cache line of padding
+// apart: with exactly kc*NR (a multiple of 4 KiB for kc = 256), the rows of
+// all panels written by pack_b_rows would map to the same L1 set.
 template <class T, int NR>
-void pack_b_panel(index_t j0, index_t nc, index_t kc, const T* b, index_t rsb, index_t csb, T* bp) {
+constexpr index_t panel_stride(index_t kc) {
+    return kc * NR + 64 / static_cast<index_t>(sizeof(T));
+}
+
+// Pack depth [0, kc) x columns [j0, j0 + NR) of B into one NR-column
+// micro-panel at dst: dst[p*NR + j], zero padded.
+template <class T, int NR>
+void pack_b_panel(index_t j0, index_t nc, index_t kc, const T* b, index_t rsb, index_t csb, T* dst) {
     const int nr = static_cast<int>(nc - j0 < NR ? nc - j0 : NR);
-    T* dst = bp + j0 * kc;
     const T* src = b + j0 * csb;
     if (nr == NR && csb == 1) {
         for (index_t p = 0; p < kc; ++p) std::memcpy(dst + p * NR, src + p * rsb, NR * sizeof(T));
@@ -262,6 +392,28 @@ void pack_b_panel(index_t j0, index_t nc, index_t kc, const T* b, index_t rsb, i
         for (index_t p = 0; p < kc; ++p) {
             for (int j = 0; j < nr; ++j) dst[p * NR + j] = src[p * rsb + j * csb];
             for (int j = nr; j < NR; ++j) dst[p * NR + j] = T(0);
+        }
+    }
+}
+
+// Pack the micro-panels [q0, q1) of a row-major B (csb == 1) into
+// bp + jp * panel_stride: row by row, so B is read sequentially (one stream)
+// and written to q1 - q0 panel streams, instead of one NR-wide strided column
+// per panel (a cache line per row of B).
+template <class T, int NR>
+void pack_b_rows(index_t q0, index_t q1, index_t nc, index_t kc, const T* b, index_t rsb, T* bp) {
+    const index_t j_end = q1 * NR < nc ? q1 * NR : nc;
+    const index_t full_end = (j_end - q0 * NR) / NR * NR + q0 * NR;  // end of the full panels
+    const index_t ps = panel_stride<T, NR>(kc);
+    for (index_t p = 0; p < kc; ++p) {
+        const T* src = b + p * rsb;
+        for (index_t j0 = q0 * NR; j0 < full_end; j0 += NR)
+            std::memcpy(bp + (j0 / NR) * ps + p * NR, src + j0, NR * sizeof(T));
+        if (full_end < j_end) {
+            const index_t nr = j_end - full_end;
+            T* dst = bp + (full_end / NR) * ps + p * NR;
+            for (index_t j = 0; j < nr; ++j) dst[j] = src[full_end + j];
+            for (index_t j = nr; j < NR; ++j) dst[j] = T(0);
         }
     }
 }
@@ -373,7 +525,8 @@ void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, int nt_req) {
             const index_t MC = even_block(m1 - m0, bs.MC, MR);
             const index_t mc_max = m1 - m0 < MC ? m1 - m0 : MC;
             T* ap = tls_pack_a.get<T>(static_cast<std::size_t>(((mc_max + MR - 1) / MR) * MR * kc_max));
-            T* bp = tls_pack_b.get<T>(static_cast<std::size_t>(((nc_max + NR - 1) / NR) * NR * kc_max));
+            T* bp = tls_pack_b.get<T>(
+                static_cast<std::size_t>(((nc_max + NR - 1) / NR) * panel_stride<T, NR>(kc_max)));
 
             for (index_t jc = 0; jc < n; jc += NC) {
                 const index_t nc = n - jc < NC ? n - jc : NC;
@@ -386,8 +539,12 @@ void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, int nt_req) {
                     const bool first = pc == 0, last = pc + kc == k;
                     const T beta = first ? P.beta : T(1);
                     const T* bsrc = P.b + pc * P.rsb + jc * P.csb;
-                    for (index_t jp = q0; jp < q1; ++jp)
-                        pack_b_panel<T, NR>(jp * NR, nc, kc, bsrc, P.rsb, P.csb, bp);
+                    if (P.csb == 1)
+                        pack_b_rows<T, NR>(q0, q1, nc, kc, bsrc, P.rsb, bp);
+                    else
+                        for (index_t jp = q0; jp < q1; ++jp)
+                            pack_b_panel<T, NR>(jp * NR, nc, kc, bsrc, P.rsb, P.csb,
+                                                bp + jp * panel_stride<T, NR>(kc));
                     for (index_t ic = m0; ic < m1; ic += MC) {
                         const index_t mc = m1 - ic < MC ? m1 - ic : MC;
                         Deriv<T> d = deriv_all;
@@ -402,14 +559,14 @@ void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, int nt_req) {
                                 epi.op = P.epilogue;
                                 epi.param = P.epilogue_param;
                             }
-                            const T* bmp = bp + jr * kc;
+                            const T* bmp = bp + jp * panel_stride<T, NR>(kc);
                             for (index_t ir = 0; ir < mc; ir += MR) {
                                 const int mr = static_cast<int>(mc - ir < MR ? mc - ir : MR);
                                 T* c = P.c + (ic + ir) * P.rsc + (jc + jr) * P.csc;
                                 const bool last_ir = ir + MR >= mc;
                                 ukr(kc, ap + ir * kc, bmp, P.alpha, beta, c, P.rsc, P.csc, mr, nr,
                                     epi, last_ir ? ap : ap + (ir + MR) * kc,
-                                    last_ir ? bmp + NR * kc : bmp);
+                                    last_ir ? bmp + panel_stride<T, NR>(kc) : bmp);
                             }
                         }
                     }
@@ -485,7 +642,7 @@ const GemmKernels& gemm_kernels() {
         NNK_VARIANT_NAME,
         Tile<float>::MR, Tile<float>::NR, Tile<double>::MR, Tile<double>::NR,
         &sgemm, &dgemm, &colsum_f32, &colsum_f64, &colsum_deriv_f32, &colsum_deriv_f64,
-        &block_sizes_of, &fma_peak_gflops};
+        &block_sizes_of};
     return table;
 }
 

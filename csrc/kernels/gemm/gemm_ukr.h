@@ -38,9 +38,6 @@ void ukr_direct_f64(index_t k, const double* a, index_t rsa, const double* b, in
                     double alpha, double beta, double* c, index_t rsc, index_t csc, int m, int n,
                     const UkrEpilogue<double>& epi);
 
-// Peak fp32 FMA GFLOP/s of this variant with `threads` threads (fma_peak.cpp).
-double fma_peak_gflops(double seconds, int threads);
-
 // Column sums (bias gradient), colsum.cpp.
 void colsum_f32(float* out, const float* x, index_t m, index_t n, index_t rsx, bool accumulate);
 void colsum_f64(double* out, const double* x, index_t m, index_t n, index_t rsx, bool accumulate);

@@ -26,6 +26,9 @@ struct S256f {
     static V load(const T* p) { return _mm256_load_ps(p); }
     static V loadu(const T* p) { return _mm256_loadu_ps(p); }
     static V loadu_n(const T* p, int n) { return _mm256_maskload_ps(p, lane_mask32(n)); }
+    static void storeu(T* p, V v) { _mm256_storeu_ps(p, v); }
+    static void storeu_n(T* p, V v, int n) { _mm256_maskstore_ps(p, lane_mask32(n), v); }
+    static V set1(T x) { return _mm256_set1_ps(x); }
     static V bcast(const T* p) { return _mm256_broadcast_ss(p); }
     static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 };
@@ -38,6 +41,9 @@ struct S256d {
     static V load(const T* p) { return _mm256_load_pd(p); }
     static V loadu(const T* p) { return _mm256_loadu_pd(p); }
     static V loadu_n(const T* p, int n) { return _mm256_maskload_pd(p, lane_mask64(n)); }
+    static void storeu(T* p, V v) { _mm256_storeu_pd(p, v); }
+    static void storeu_n(T* p, V v, int n) { _mm256_maskstore_pd(p, lane_mask64(n), v); }
+    static V set1(T x) { return _mm256_set1_pd(x); }
     static V bcast(const T* p) { return _mm256_broadcast_sd(p); }
     static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
 };

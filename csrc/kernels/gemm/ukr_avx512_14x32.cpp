@@ -22,6 +22,11 @@ struct S512f {
     static V loadu_n(const T* p, int n) {
         return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1u), p);
     }
+    static void storeu(T* p, V v) { _mm512_storeu_ps(p, v); }
+    static void storeu_n(T* p, V v, int n) {
+        _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);
+    }
+    static V set1(T x) { return _mm512_set1_ps(x); }
     static V bcast(const T* p) { return _mm512_set1_ps(*p); }
     static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 };
@@ -36,6 +41,11 @@ struct S512d {
     static V loadu_n(const T* p, int n) {
         return _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << n) - 1u), p);
     }
+    static void storeu(T* p, V v) { _mm512_storeu_pd(p, v); }
+    static void storeu_n(T* p, V v, int n) {
+        _mm512_mask_storeu_pd(p, static_cast<__mmask8>((1u << n) - 1u), v);
+    }
+    static V set1(T x) { return _mm512_set1_pd(x); }
     static V bcast(const T* p) { return _mm512_set1_pd(*p); }
     static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
 };
@@ -48,12 +58,30 @@ constexpr int MRd = Tile<double>::MR, NVd = Tile<double>::NR / S512d::W;
 void ukr_f32(index_t k, const float* ap, const float* bp, float alpha, float beta, float* c,
              index_t rsc, index_t csc, int m, int n, const UkrEpilogue<float>& epi,
              const float* a_next, const float* b_next) {
-    ukr_packed<S512f, MRf, NVf>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    // Partial tiles skip the zero padding: the last row tile of m = 64 has 8
+    // rows, the last column panel of n = 100 has 4 columns.
+    if (n <= S512f::W) {
+        if (m <= 8)
+            ukr_packed<S512f, 8, 1, MRf, NVf>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+        else
+            ukr_packed<S512f, MRf, 1, MRf, NVf>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    } else if (m <= 4) {
+        ukr_packed<S512f, 4, NVf, MRf>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    } else if (m <= 8) {
+        ukr_packed<S512f, 8, NVf, MRf>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    } else {
+        ukr_packed<S512f, MRf, NVf>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    }
 }
 void ukr_f64(index_t k, const double* ap, const double* bp, double alpha, double beta, double* c,
              index_t rsc, index_t csc, int m, int n, const UkrEpilogue<double>& epi,
              const double* a_next, const double* b_next) {
-    ukr_packed<S512d, MRd, NVd>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    if (m <= 4)
+        ukr_packed<S512d, 4, NVd, MRd>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    else if (m <= 8)
+        ukr_packed<S512d, 8, NVd, MRd>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    else
+        ukr_packed<S512d, MRd, NVd>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
 }
 void ukr_direct_f32(index_t k, const float* a, index_t rsa, const float* b, index_t rsb, float alpha,
                     float beta, float* c, index_t rsc, index_t csc, int m, int n,

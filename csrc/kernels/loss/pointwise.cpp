@@ -4,7 +4,8 @@
 #include <cmath>
 
 #include "../act/act_internal.h"
-#include "../act/parallel.h"
+#include "../act/rowops.h"
+#include "nnk/parallel.h"
 #include "loss_internal.h"
 #include "nnk/vmath.h"
 
@@ -66,8 +67,63 @@ inline LossGrad point_loss(PointLoss kind, V x, V t, V pw, double param) {
     return {x, x};
 }
 
+#if NNK_VM_VECTOR
+// bce_logits on float32 without pos_weight, on float lanes: one exp per
+// element, e = exp(-|x|), shared by softplus(-x) = max(-x, 0) + log1p(e) and
+// sigmoid(x) = 1/(1+e) (x >= 0) or e/(1+e). Same fixed blocks as pointwise().
+double bce_logits_f32(const PointwiseProblem<float>& p) {
+    using vm::VF2;
+    using vm::WF;
+    const index_t n = p.rows * p.k;
+    const index_t nblocks = (n + kBlock - 1) / kBlock;
+    double* sums = new double[nblocks > 0 ? nblocks : 1];
+    const float scale = float(p.scale);
+    auto lanes = [&](index_t i, index_t cnt, V& acc) {  // elements [i, i + cnt), cnt <= WF
+        const VF2 x = cnt == WF ? vm::loadf(p.input + i) : vm::load_partf(p.input + i, cnt, 0.0f);
+        const VF2 t = cnt == WF ? vm::loadf(p.target + i) : vm::load_partf(p.target + i, cnt, 0.0f);
+        const VF2 e = vm::exp_lo_f(-vm::vabsf(x));
+        const VF2 r = vm::recip_f(1.0f + e);
+        const VF2 sig = x < 0.0f ? e * r : r;  // NaN x: e, r, sig NaN
+        VF2 sp = (x < 0.0f ? -x : vm::splatf(0.0f)) + vm::log1p_unit_f(e);  // softplus(-x)
+        sp = x != x ? x : sp;
+        VF2 loss = (1.0f - t) * x + sp;
+        const VF2 grad = (sig - t) * scale;
+        if (cnt == WF) {
+            if (p.grad) vm::storef(p.grad + i, grad);
+            if (p.losses) vm::storef(p.losses + i, loss);
+        } else {
+            if (p.grad) vm::store_partf(p.grad + i, grad, cnt);
+            if (p.losses) vm::store_partf(p.losses + i, loss, cnt);
+            loss = vm::keep_firstf(loss, cnt);
+        }
+        V lo, hi;
+        widen(loss, lo, hi);
+        acc += lo + hi;
+    };
+    parallel_chunks(nblocks, n * 4, 1, [&](index_t lo, index_t hi) {
+        for (index_t b = lo; b < hi; ++b) {
+            const index_t i0 = b * kBlock, i1 = i0 + kBlock < n ? i0 + kBlock : n;
+            V s = splat(0.0);
+            index_t i = i0;
+            for (; i + WF <= i1; i += WF) lanes(i, WF, s);
+            if (i < i1) lanes(i, i1 - i, s);
+            sums[b] = vm::hsum(s);
+        }
+    });
+    double total = 0.0;
+    for (index_t b = 0; b < nblocks; ++b) total += sums[b];
+    delete[] sums;
+    return p.scale * total;
+}
+#endif
+
 template <class T>
 double pointwise(const PointwiseProblem<T>& p) {
+#if NNK_VM_VECTOR
+    if constexpr (sizeof(T) == 4) {
+        if (p.loss == PointLoss::bce_logits && !p.pos_weight) return bce_logits_f32(p);
+    }
+#endif
     const index_t n = p.rows * p.k, k = p.k;
     const index_t nblocks = (n + kBlock - 1) / kBlock;
     double* sums = new double[nblocks > 0 ? nblocks : 1];

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "nnk/optim.h"
+#include "nnk/parallel.h"
 
 namespace nnk {
 namespace NNK_NS {
@@ -17,28 +18,6 @@ namespace {
 // many elements a fork/join costs more than the second core saves.
 constexpr index_t kOptimMinPerThread = 1 << 15;
 
-// body(lo, hi) on disjoint chunks of [0, n), 64-byte aligned chunk bounds.
-template <class F>
-void parallel_chunks(index_t n, F body) {
-    const int nt = threads_for(n, kOptimMinPerThread);
-    if (nt <= 1) {
-        body(index_t(0), n);
-        return;
-    }
-    OmpErrors errors;
-#pragma omp parallel num_threads(nt)
-    {
-        errors.run([&] {
-            const index_t t = omp_get_thread_num(), nth = omp_get_num_threads();
-            index_t per = (n + nth - 1) / nth;
-            per = (per + 15) / 16 * 16;
-            const index_t lo = t * per < n ? t * per : n;
-            const index_t hi = lo + per < n ? lo + per : n;
-            if (lo < hi) body(lo, hi);
-        });
-    }
-    errors.rethrow();
-}
 
 // torch.lerp(start, end, w) with w given as (w, 1 - w, |w| < 0.5)
 template <class T>
@@ -85,7 +64,7 @@ void sgd_pick(const SgdArgs<T>& a, index_t lo, index_t hi) {
 
 template <class T>
 void sgd(const SgdArgs<T>& a) {
-    parallel_chunks(a.n, [&](index_t lo, index_t hi) {
+    parallel_elems(a.n, kOptimMinPerThread, [&](index_t lo, index_t hi) {
         const bool wd = a.weight_decay != 0.0;
         if (a.maximize)
             wd ? sgd_pick<T, true, true>(a, lo, hi) : sgd_pick<T, true, false>(a, lo, hi);
@@ -156,7 +135,7 @@ void adam(const AdamArgs<T>& a) {
     s.wd = T(a.weight_decay);
     s.decay_mul = T(1.0 - a.lr * a.weight_decay);
     const int wd = a.weight_decay == 0.0 ? 0 : (a.decoupled ? 2 : 1);
-    parallel_chunks(a.n, [&](index_t lo, index_t hi) {
+    parallel_elems(a.n, kOptimMinPerThread, [&](index_t lo, index_t hi) {
         if (a.maximize) {
             if (wd == 0) adam_pick<T, true, 0>(a, s, lo, hi);
             else if (wd == 1) adam_pick<T, true, 1>(a, s, lo, hi);
@@ -219,7 +198,7 @@ void rmsprop_pick(const RmspropArgs<T>& a, index_t lo, index_t hi) {
 
 template <class T>
 void rmsprop(const RmspropArgs<T>& a) {
-    parallel_chunks(a.n, [&](index_t lo, index_t hi) {
+    parallel_elems(a.n, kOptimMinPerThread, [&](index_t lo, index_t hi) {
         const bool wd = a.weight_decay != 0.0;
         if (a.maximize)
             wd ? rmsprop_pick<T, true, true>(a, lo, hi) : rmsprop_pick<T, true, false>(a, lo, hi);
@@ -249,7 +228,7 @@ void adagrad_range(const AdagradArgs<T>& a, T neg_clr, index_t lo, index_t hi) {
 template <class T>
 void adagrad(const AdagradArgs<T>& a) {
     const T neg_clr = T(-(a.lr / (1.0 + double(a.step - 1) * a.lr_decay)));
-    parallel_chunks(a.n, [&](index_t lo, index_t hi) {
+    parallel_elems(a.n, kOptimMinPerThread, [&](index_t lo, index_t hi) {
         const bool wd = a.weight_decay != 0.0;
         if (a.maximize)
             wd ? adagrad_range<T, true, true>(a, neg_clr, lo, hi)

@@ -53,7 +53,11 @@ class Backend:
 
 _loaded: dict[str, Backend] = {}
 _load_lock = threading.Lock()
-_state = threading.local()  # per-thread override set by use_backend()
+class _ThreadState(threading.local):
+    name = None  # a class default: reading it on a thread that never set it raises nothing (cheap)
+
+
+_state = _ThreadState()  # per-thread override set by use_backend()
 _global = {"name": DEFAULT_BACKEND}
 
 
@@ -83,7 +87,7 @@ def load_backend(name: str) -> Backend:
 
 def get_backend() -> str:
     """Name of the backend in effect on this thread."""
-    return getattr(_state, "name", None) or _global["name"]
+    return _state.name or _global["name"]
 
 
 def set_backend(name: str) -> None:
@@ -95,7 +99,7 @@ def set_backend(name: str) -> None:
 def use_backend(name: str) -> Iterator[Backend]:
     """``with use_backend("numba"): ...`` — a backend for this thread, restored on exit."""
     name = _check_name(name)
-    prev = getattr(_state, "name", None)
+    prev = _state.name
     _state.name = name
     try:
         yield load_backend(name)

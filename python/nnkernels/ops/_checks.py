@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -60,7 +61,7 @@ def check_finite_scalar(v, name: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}: expected a number, got {type(v).__name__}")
     v = float(v)
-    if not np.isfinite(v):
+    if not math.isfinite(v):  # (math, not np.isfinite: ~20x cheaper on a Python float)
         raise ValueError(f"{name}: expected a finite number, got {v}")
     return v
 

@@ -23,13 +23,14 @@ from typing import Optional
 import numpy as np
 
 from .._native import _C
-from ..backends import resolve
+from ..backends import get_backend, resolve
 from ._checks import FLOAT_DTYPES, as_float_array, check_finite_scalar, require_ndim
 
 __all__ = ["softmax_cross_entropy", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "huber_loss",
            "binary_cross_entropy", "bce_with_logits", "kl_div"]
 
 _REDUCTIONS = ("mean", "sum", "none")
+_INT64 = np.dtype(np.int64)
 
 
 def _contig(x: np.ndarray) -> np.ndarray:
@@ -67,18 +68,21 @@ def _as_target_array(target) -> np.ndarray:
     raise TypeError(f"target: expected a numpy array, got {type(target).__name__}")
 
 
-def _class_indices(t: np.ndarray, x: np.ndarray, c: int, ignore_index: int) -> np.ndarray:
-    """target as C-contiguous int64 (N,), every entry in [0, C) or == ignore_index."""
+def _class_indices(t: np.ndarray, x: np.ndarray, c: int, ignore_index: int, check: bool = True) -> np.ndarray:
+    """target as C-contiguous int64 (N,), every entry in [0, C) or == ignore_index (``check=False``:
+    left to a backend whose kernel makes the same check with the same error, the C++ one)."""
     want = (x.shape[0],) if x.ndim == 2 else ()
     if t.shape != want:
         raise ValueError(f"target: class indices must have shape {want} for input of shape {x.shape}, "
                          f"got {t.shape} (batch sizes differ)")
-    t = t.reshape(-1)
-    if t.dtype != np.int64:
+    if t.ndim != 1:
+        t = t.reshape(-1)
+    if t.dtype != _INT64:
         t = t.astype(np.int64)
     t = _contig(t)
-    # one native pass (with the GIL held): ValueError naming the first bad index and its position
-    _C.check_class_indices(t, c, ignore_index)
+    if check:
+        # one native pass (with the GIL held): ValueError naming the first bad index and its position
+        _C.check_class_indices(t, c, ignore_index)
     return t
 
 
@@ -110,6 +114,18 @@ def softmax_cross_entropy(logits, target, *, reduction: str = "mean", label_smoo
     "mean" of index targets divides by the summed weights of the non-ignored
     targets; the "mean" of probability targets divides by N.
     """
+    if (type(logits) is np.ndarray and type(target) is np.ndarray and logits.ndim == 2 and target.ndim == 1
+            and logits.dtype in FLOAT_DTYPES and target.dtype == _INT64 and logits.shape[1] > 0
+            and target.shape[0] == logits.shape[0] and logits.flags.c_contiguous and target.flags.c_contiguous
+            and weight is None and type(ignore_index) is int and type(label_smoothing) is float
+            and label_smoothing == 0.0 and reduction in ("mean", "sum") and with_grad
+            and (backend or get_backend()) == "cpp"):
+        # The training-loop call (float (N, C) logits, int64 (N,) indices, defaults) on the C++ backend,
+        # whose binding makes every remaining check with the same errors (class-index range included):
+        # the general path below costs ~1 us more per call, felt at small N.
+        grad = np.empty_like(logits)
+        total = _C.cross_entropy(grad, None, logits, target, None, ignore_index, 0.0, reduction == "mean")
+        return logits.dtype.type(total), grad
     x, x2 = _logits_2d(logits, "logits")
     n, c = x2.shape
     dt = x.dtype
@@ -120,8 +136,10 @@ def softmax_cross_entropy(logits, target, *, reduction: str = "mean", label_smoo
         raise ValueError(f"label_smoothing: expected a value in [0, 1], got {eps}")
     w = _weight(weight, c, dt)
     t = _as_target_array(target)
+    be = resolve(backend)
     if t.dtype.kind in "iu":
-        t2 = _class_indices(t, x, c, ignore_index)
+        # the C++ binding makes the same class-index check (same ValueError) in its own pass
+        t2 = _class_indices(t, x, c, ignore_index, check=be.name != "cpp")
     elif t.dtype.kind == "f":
         if t.shape != x.shape:
             raise ValueError(f"target: class probabilities must have the logits' shape {x.shape}, "
@@ -132,8 +150,8 @@ def softmax_cross_entropy(logits, target, *, reduction: str = "mean", label_smoo
                         f"got dtype {t.dtype}")
     grad = np.empty(x.shape, dtype=dt) if with_grad else None
     losses = np.empty(n, dtype=dt) if reduction == "none" else None
-    total = resolve(backend).softmax_cross_entropy(
-        None if grad is None else grad.reshape(x2.shape), losses, x2, t2, w, ignore_index, eps,
+    total = be.softmax_cross_entropy(
+        grad if grad is None or x.ndim == 2 else grad.reshape(x2.shape), losses, x2, t2, w, ignore_index, eps,
         reduction == "mean")
     return _result(total, losses, reduction, dt, x.ndim == 1), grad
 
