@@ -306,6 +306,57 @@ def erfc_f(x):
     return small if a < F(1.0) else tail
 
 
+@njit(**_OPTS)
+def _exp_split_f(x, lo):
+    """exp(x + lo) for x <= 0 with a small correction lo (as exp_f, lo added to
+    the reduced argument); below -104 the result is 0, NaN passes."""
+    x = F(-104.0) if x < F(-104.0) else x
+    t = x * F(1.44269504088896341) + _SHIFT_F
+    n = t - _SHIFT_F
+    r = x - n * F(0.693359375)
+    r = r - n * F(-2.12194440e-4) + lo
+    z = r * r
+    p = F(1.9875691500e-4)
+    p = p * r + F(1.3981999507e-3)
+    p = p * r + F(8.3334519073e-3)
+    p = p * r + F(4.1665795894e-2)
+    p = p * r + F(1.6666665459e-1)
+    p = p * r + F(5.0000001201e-1)
+    y = p * z + r + F(1.0)
+    ni = f32_bits(t) - _SHIFT_F_BITS
+    n1 = ni >> 1
+    n2 = ni - n1
+    return y * bits_f32((n1 + 127) << 23) * bits_f32((n2 + 127) << 23)
+
+
+@njit(**_OPTS)
+def normal_cdf_f(x):
+    """(Phi(x), exp(-x^2 / 2)) for float32 gelu: one exp, one division, no
+    branch (vmath.h's normal_cdf_f): Phi(-|x|) = exp(-x^2/2) t/2 P(t - 1/2),
+    t = 1 / (1 + 0.4375 |x| / sqrt 2), P of degree 9 (tools/fit_erf.py --float);
+    x^2 split exactly (FMA). |x| capped at 14.5, where exp(-x^2/2) is 0."""
+    a = abs(x)
+    a = F(14.5) if a > F(14.5) else a  # NaN passes
+    hi = a * a
+    lo = fma_f32(a, a, -hi)
+    e = _exp_split_f(F(-0.5) * hi, F(-0.5) * lo)
+    half_t = F(1.0) / (F(2.0) + F(2.0 * 0.4375 * 0.7071067811865476) * a)
+    s = F(2.0) * half_t - F(0.5)
+    p = F(-3.961429000e-02)
+    p = p * s + F(1.893838122e-02)
+    p = p * s + F(8.442737907e-02)
+    p = p * s + F(-3.986299038e-02)
+    p = p * s + F(-1.644378752e-01)
+    p = p * s + F(1.209004316e-03)
+    p = p * s + F(3.885714114e-01)
+    p = p * s + F(6.718121171e-01)
+    p = p * s + F(6.651412845e-01)
+    p = p * s + F(4.559346735e-01)
+    q = e * (half_t * p)  # Phi(-|x|)
+    cdf = q if x < F(0.0) else F(1.0) - q
+    return cdf, e
+
+
 # ---- float64 ---------------------------------------------------------------------------
 
 _SHIFT_D = 6755399441055744.0  # 0x1.8p52
@@ -503,6 +554,12 @@ def erfc_d(x):
     return small if a < 2.0 else tail
 
 
+@njit(**_OPTS)
+def normal_cdf_d(x):
+    """(Phi(x), exp(-x^2 / 2)) in float64: erfc(-x / sqrt 2) / 2 (accurate for x << 0)."""
+    return 0.5 * erfc_d(-x * 0.7071067811865476), exp_d(-0.5 * x * x)
+
+
 # ---- row reductions (vectorisable; fixed order, so results do not depend on threads) --------
 
 _KEY_MASK_F = np.int32(0x7FFFFFFF)
@@ -622,10 +679,12 @@ def row_dot(x, y):
 
 #: float32 data: float32 arithmetic
 F32_MATH = dict(cast=np.float32, v_exp=exp_f, v_expm1=expm1_f, v_tanh=tanh_f, v_tanh_sech2=tanh_sech2_f,
-                v_sigmoid=sigmoid_f, v_softplus=softplus_f, v_erfc=erfc_f, v_row_max=row_max_f)
+                v_sigmoid=sigmoid_f, v_softplus=softplus_f, v_erfc=erfc_f, v_row_max=row_max_f,
+                v_normal_cdf=normal_cdf_f)
 #: float64 data
 F64_MATH = dict(cast=np.float64, v_exp=exp_d, v_expm1=expm1_d, v_tanh=tanh_d, v_tanh_sech2=tanh_sech2_d,
-                v_sigmoid=sigmoid_d, v_softplus=softplus_d, v_erfc=erfc_d, v_row_max=row_max_d)
+                v_sigmoid=sigmoid_d, v_softplus=softplus_d, v_erfc=erfc_d, v_row_max=row_max_d,
+                v_normal_cdf=normal_cdf_d)
 
 
 
@@ -654,8 +713,18 @@ def _apply(out, x):
         out[i] = fn(x[i])  # noqa: F821
 
 
-_F32_FNS = dict(exp=exp_f, expm1=expm1_f, tanh=tanh_f, sigmoid=sigmoid_f, softplus=softplus_f, erfc=erfc_f)
-_F64_FNS = dict(exp=exp_d, expm1=expm1_d, log=log_d, log1p=log1p_d, tanh=tanh_d, sigmoid=sigmoid_d,
+@njit(**_OPTS)
+def _normal_cdf_only_f(x):
+    return normal_cdf_f(x)[0]
+
+
+@njit(**_OPTS)
+def _normal_cdf_only_d(x):
+    return normal_cdf_d(x)[0]
+
+
+_F32_FNS = dict(normal_cdf=_normal_cdf_only_f, exp=exp_f, expm1=expm1_f, tanh=tanh_f, sigmoid=sigmoid_f, softplus=softplus_f, erfc=erfc_f)
+_F64_FNS = dict(normal_cdf=_normal_cdf_only_d, exp=exp_d, expm1=expm1_d, log=log_d, log1p=log1p_d, tanh=tanh_d, sigmoid=sigmoid_d,
                 softplus=softplus_d, erfc=erfc_d)
 _APPLY = {}
 

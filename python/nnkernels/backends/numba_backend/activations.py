@@ -21,7 +21,7 @@ from ._jit import PARALLEL_MIN_WORK, call_readonly_inputs, vjit, vjit_parallel
 from ._vmath import SUM_LANES, log_d, per_dtype, prefer_wide_vectors, row_dot, row_sum_lanes
 # The names the elementwise kernels use, bound here to the float64 functions;
 # ``per_dtype`` compiles each kernel once per dtype with them rebound.
-from ._vmath import erfc_d as v_erfc
+from ._vmath import normal_cdf_d as v_normal_cdf
 from ._vmath import exp_d as v_exp
 from ._vmath import expm1_d as v_expm1
 from ._vmath import row_max_d as v_row_max
@@ -81,11 +81,11 @@ def _act_forward_flat(out, x, code, p0, p1):
     elif code == 4:
         for i in range(x.shape[0]):
             out[i] = v_tanh(x[i])
-    elif code == 5:  # gelu: x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2 (accurate for x << 0)
-        c = cast(INV_SQRT2)
+    elif code == 5:  # gelu: x Phi(x)
         for i in range(x.shape[0]):
             v = x[i]
-            out[i] = v * (half * v_erfc(-v * c))
+            cdf, _ = v_normal_cdf(v)
+            out[i] = v * cdf
     elif code == 6:  # gelu_tanh
         c = cast(SQRT_2_OVER_PI)
         k = cast(GELU_C)
@@ -131,13 +131,12 @@ def _act_backward_flat(grad_x, grad_out, x, code, p0, p1):
         for i in range(x.shape[0]):
             _, sech2 = v_tanh_sech2(x[i])
             grad_x[i] = grad_out[i] * sech2
-    elif code == 5:  # Phi(x) + x phi(x)
-        c = cast(INV_SQRT2)
+    elif code == 5:  # Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi)
         d = cast(INV_SQRT_2PI)
         for i in range(x.shape[0]):
             v = x[i]
-            cdf = half * v_erfc(-v * c)
-            grad_x[i] = grad_out[i] * (cdf + v * (d * v_exp(-half * v * v)))
+            cdf, e = v_normal_cdf(v)
+            grad_x[i] = grad_out[i] * (cdf + v * (d * e))
     elif code == 6:
         c = cast(SQRT_2_OVER_PI)
         k = cast(GELU_C)
