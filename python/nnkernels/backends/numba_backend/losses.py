@@ -138,9 +138,10 @@ def _ce_block_small(g, row_loss, x, c, tidx, weight, has_w, ignore_index, eps, s
     sums = np.zeros(2 * nr)
     s = sums[:nr]
     ls = sums[nr:]
-    for r in range(nr):
-        for j in range(c):
-            xt[j * nr + r] = xb[r * c + j]
+    for j in range(c):  # transpose
+        xj = xt[j * nr:(j + 1) * nr]
+        for r in range(nr):
+            xj[r] = xb[r * c + j]
     m[:] = -np.inf
     for j in range(c):  # row maxima, NaN propagating (a NaN in m stays)
         xj = xt[j * nr:(j + 1) * nr]
@@ -179,9 +180,10 @@ def _ce_block_small(g, row_loss, x, c, tidx, weight, has_w, ignore_index, eps, s
         wj = weight[j] if has_w else cast(1.0)
         for r in range(nr):
             xj[r] = xj[r] * coef[r] - off * wj
-    for r in range(nr):
-        for j in range(c):
-            gb[r * c + j] = xt[j * nr + r]
+    for j in range(c):  # transpose back
+        xj = xt[j * nr:(j + 1) * nr]
+        for r in range(nr):
+            gb[r * c + j] = xj[r]
     for r in range(nr):  # the target's term; ignored rows: a zero gradient
         y = tidx[r0 + r]
         if y == ignore_index:
