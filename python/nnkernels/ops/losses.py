@@ -119,12 +119,18 @@ def softmax_cross_entropy(logits, target, *, reduction: str = "mean", label_smoo
             and target.shape[0] == logits.shape[0] and logits.flags.c_contiguous and target.flags.c_contiguous
             and weight is None and type(ignore_index) is int and type(label_smoothing) is float
             and label_smoothing == 0.0 and reduction in ("mean", "sum") and with_grad
-            and (backend or get_backend()) == "cpp"):
+            and (backend or get_backend()) in ("cpp", "numba")):
         # The training-loop call (float (N, C) logits, int64 (N,) indices, defaults) on the C++ backend,
         # whose binding makes every remaining check with the same errors (class-index range included):
-        # the general path below costs ~1 us more per call, felt at small N.
+        # the general path below costs ~1 us more per call, felt at small N. The Numba backend: the
+        # same, with the native class-index check first.
         grad = np.empty_like(logits)
-        total = _C.cross_entropy(grad, None, logits, target, None, ignore_index, 0.0, reduction == "mean")
+        if (backend or get_backend()) == "cpp":
+            total = _C.cross_entropy(grad, None, logits, target, None, ignore_index, 0.0, reduction == "mean")
+        else:
+            _C.check_class_indices(target, logits.shape[1], ignore_index)
+            total = resolve("numba").softmax_cross_entropy(grad, None, logits, target, None, ignore_index, 0.0,
+                                                           reduction == "mean")
         return logits.dtype.type(total), grad
     x, x2 = _logits_2d(logits, "logits")
     n, c = x2.shape

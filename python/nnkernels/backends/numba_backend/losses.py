@@ -221,6 +221,9 @@ def _ce_scale(tidx, weight, has_w, ignore_index, is_prob, mean, n):
 def _ce_serial(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, mean, wsum, rows_per_block):
     # returns scale * sum of the row losses (row order)
     n = row_loss.shape[0]
+    g = g.reshape(g.size)  # (N, C) C-contiguous: flat views
+    x = x.reshape(x.size)
+    tprob = tprob.reshape(tprob.size)
     scale = _ce_scale(tidx, weight, has_w, ignore_index, is_prob, mean, n)
     rows = np.empty(3 * n)
     mrow = rows[:n]
@@ -238,6 +241,9 @@ def _ce_serial(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_in
 def _ce_parallel(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, mean, wsum,
                  rows_per_block):
     n = row_loss.shape[0]
+    g = g.reshape(g.size)  # (N, C) C-contiguous: flat views
+    x = x.reshape(x.size)
+    tprob = tprob.reshape(tprob.size)
     scale = _ce_scale(tidx, weight, has_w, ignore_index, is_prob, mean, n)
     rows = np.empty(3 * n)
     mrow = rows[:n]
@@ -281,6 +287,7 @@ def _ordered_sum(v):
 
 _NO_INDEX = np.zeros(1, dtype=np.int64)
 _NO_PROB = {np.dtype(np.float32): np.zeros(1, np.float32), np.dtype(np.float64): np.zeros(1, np.float64)}
+_NO_PROB2 = {np.dtype(np.float32): np.zeros((1, 1), np.float32), np.dtype(np.float64): np.zeros((1, 1), np.float64)}
 _NO_WEIGHT = {np.dtype(np.float32): np.ones(1, np.float32), np.dtype(np.float64): np.ones(1, np.float64)}
 
 
@@ -291,7 +298,7 @@ def softmax_cross_entropy(grad, losses, logits, target, weight, ignore_index, la
     has_w = weight is not None
     w = weight if has_w else _NO_WEIGHT[dt]
     tidx = _NO_INDEX if is_prob else target
-    tprob = target.reshape(-1) if is_prob else _NO_PROB[dt]
+    tprob = target if is_prob else _NO_PROB2[dt]
     wsum = float(np.sum(w, dtype=np.float64)) if has_w else float(c)
     g = grad if grad is not None else np.empty((n, c), dtype=dt)  # exp(x - m) goes here
     row_loss = np.empty(n, dtype=np.float64) if losses is None or losses.dtype != np.float64 else losses
@@ -301,9 +308,8 @@ def softmax_cross_entropy(grad, losses, logits, target, weight, ignore_index, la
     else:
         sync_numba_threads()
         kernel = _CE_PARALLEL[dt]
-    total = call_readonly_inputs(kernel, (2, 4, 5, 7), g.reshape(-1), row_loss, logits.reshape(-1), c, tidx, tprob,
-                                 is_prob, w, has_w, ignore_index, float(label_smoothing), bool(mean), wsum,
-                                 rows_per_block)
+    total = call_readonly_inputs(kernel, (2, 4, 5, 7), g, row_loss, logits, c, tidx, tprob, is_prob, w, has_w,
+                                 ignore_index, float(label_smoothing), bool(mean), wsum, rows_per_block)
     if losses is not None and losses is not row_loss:
         losses[...] = row_loss
     return total
