@@ -47,6 +47,8 @@ BLOCK = 4096  # elements per partial sum of the pointwise losses
 # the loss in float64.
 
 CE_BLOCK = 2048
+#: the same for rows of at most CE_SMALL_C classes (fewer, longer passes over the transposed block)
+CE_SMALL_BLOCK = 16384
 
 
 
@@ -302,7 +304,7 @@ def softmax_cross_entropy(grad, losses, logits, target, weight, ignore_index, la
     wsum = float(np.sum(w, dtype=np.float64)) if has_w else float(c)
     g = grad if grad is not None else np.empty((n, c), dtype=dt)  # exp(x - m) goes here
     row_loss = np.empty(n, dtype=np.float64) if losses is None or losses.dtype != np.float64 else losses
-    rows_per_block = max(1, CE_BLOCK // max(c, 1))
+    rows_per_block = max(1, (CE_SMALL_BLOCK if c <= CE_SMALL_C and not is_prob else CE_BLOCK) // max(c, 1))
     if n * c * 6 < PARALLEL_MIN_WORK:
         kernel = _CE_SERIAL[dt]
     else:
