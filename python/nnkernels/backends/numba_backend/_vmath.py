@@ -212,40 +212,51 @@ def sigmoid_f(x):
 
 
 @njit(**_OPTS)
-def _tanh_small_f(x):
-    # odd polynomial for |x| < 0.625 (Cephes tanhf)
-    s = x * x
-    p = F(-5.70498872745e-3)
-    p = p * s + F(2.06390887954e-2)
-    p = p * s - F(5.37397155531e-2)
-    p = p * s + F(1.33314422036e-1)
-    p = p * s - F(3.33332819422e-1)
-    small = p * s * x + x
-    return x if abs(x) < F(5.9604645e-08) else small  # keeps -0.0
+def _expm1_nonpos_f(z):
+    """(exp(z) - 1, exp(z), 1 + exp(z)) for z <= 0 or NaN, without cancellation
+    near 0 (vmath.h's expm1_nonpos_f): z = n ln2 + r, expm1(z) = 2^n expm1(r)
+    + (2^n - 1), expm1(r) = r + r^2 Q(r) (degree 4, tools/fit_erf.py --float)."""
+    z = F(-104.0) if z < F(-104.0) else z  # NaN passes
+    t = z * F(1.44269504088896341) + _SHIFT_F
+    n = t - _SHIFT_F
+    r = z - n * F(0.693359375)
+    r = r - n * F(-2.12194440e-4)
+    q = F(1.381461043e-03)
+    q = q * r + F(8.369077928e-03)
+    q = q * r + F(4.166848212e-02)
+    q = q * r + F(1.666651666e-01)
+    q = q * r + F(4.999999106e-01)
+    pm = r + (r * r) * q
+    ni = f32_bits(t) - _SHIFT_F_BITS
+    n1 = ni >> 1
+    n2 = ni - n1
+    s = bits_f32((n1 + 127) << 23) * bits_f32((n2 + 127) << 23)  # 2^n, rounded once (0 for n = -150)
+    e = pm * s + s
+    return pm * s + (s - F(1.0)), e, pm * s + (s + F(1.0))
+
+
+@njit(**_OPTS)
+def _copysign_f(a, x):
+    """|a| with the sign of x."""
+    return bits_f32((f32_bits(a) & 0x7FFFFFFF) | (f32_bits(x) & -2147483648))
 
 
 @njit(**_OPTS)
 def tanh_f(x):
-    a = abs(x)
-    small = _tanh_small_f(x)
-    big = F(1.0) - F(2.0) / (exp_f(F(2.0) * a) + F(1.0))
-    big = -big if x < F(0.0) else big
-    return small if a < F(0.625) else big
+    # tanh(x) = sign(x) (1 - e) / (1 + e), e = exp(-2|x|): one path for every x
+    # (numerator -expm1(-2|x|), one correctly rounded division; +-inf -> +-1,
+    # NaN passes, -0.0 keeps its sign)
+    num, e, den = _expm1_nonpos_f(F(-2.0) * abs(x))
+    return _copysign_f(num / den, x)
 
 
 @njit(**_OPTS)
 def tanh_sech2_f(x):
-    """(tanh x, 1 - tanh(x)^2) without cancellation: with d = 2/(exp(2|x|) + 1) =
-    1 - |tanh x|, 1 - t^2 = d (2 - d) for |x| >= 0.625."""
-    a = abs(x)
-    small = _tanh_small_f(x)
-    d = F(2.0) / (exp_f(F(2.0) * a) + F(1.0))
-    big = F(1.0) - d
-    big = -big if x < F(0.0) else big
-    if_small = a < F(0.625)
-    t = small if if_small else big
-    s2 = F(1.0) - small * small if if_small else d * (F(2.0) - d)
-    return t, s2
+    """(tanh x, 1 - tanh(x)^2 = 4 e / (1 + e)^2), e = exp(-2|x|): no
+    cancellation for large |x|, exactly 0 once e underflows."""
+    num, e, den = _expm1_nonpos_f(F(-2.0) * abs(x))
+    rd = F(1.0) / den
+    return _copysign_f(num / den, x), (F(4.0) * e) * (rd * rd)
 
 
 @njit(**_OPTS)
