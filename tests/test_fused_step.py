@@ -180,6 +180,23 @@ def test_optimizers_losses_vs_torch_50_steps(backend, dtype, opt, loss, rng):
     np.testing.assert_allclose(spec.grads, ref_g, **tol)
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("opt", list(OPTIMS))
+def test_small_batches_vs_torch(backend, opt, batch, rng):
+    # batch <= 4: the C++ step updates each weight row inside the backward pass
+    dims = [20, 32, 16, 4]
+    spec = make_spec(dims, ["relu", "tanh", "none"], [0.0] * 3, "cross_entropy", opt, np.float64, rng,
+                     **OPTIMS[opt])
+    xs, ys = batches(spec, rng, batch, 8)
+    lr = 1e-3 if opt.startswith("rmsprop") else 0.01
+    ref_loss, ref_p, ref_g = torch_steps(copy_spec(spec), xs, ys, lr)
+    losses = run_plan(backend, spec, xs, ys, lr)
+    tol = params_tol(np.float64)
+    np.testing.assert_allclose(losses, ref_loss, **tol)
+    np.testing.assert_allclose(spec.params, ref_p, **tol)
+    np.testing.assert_allclose(spec.grads, ref_g, **tol)
+
+
 def test_no_bias_and_single_layer(backend, rng):
     for dims, acts in (([7, 3], ["none"]), ([7, 11, 3], ["gelu", "sigmoid"])):
         spec = make_spec(dims, acts, [0.0] * len(acts), "mse", "adamw", np.float64, rng, bias=False,

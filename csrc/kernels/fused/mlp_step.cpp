@@ -186,9 +186,13 @@ void small_forward(T* dst, const T* x, index_t ldx, const T* W, const T* bias, i
     });
 }
 
-// dW(dout, di) = dz(n, dout).T @ h(n, di; row stride ldh)
-template <class T>
-void small_weight_grad(T* dW, const T* dz, const T* h, index_t ldh, index_t n, index_t di, index_t dout) {
+// dW(dout, di) = dz(n, dout).T @ h(n, di; row stride ldh). With `update`,
+// each row of the weights (params[w_off + j*di, +di)) is updated right after
+// its gradient row is written, while that row is still in L1 (small batches
+// are bound by the memory traffic of the update, not by arithmetic).
+template <class T, class Update>
+void small_weight_grad(T* dW, const T* dz, const T* h, index_t ldh, index_t n, index_t di, index_t dout,
+                       const Update* update, index_t w_off) {
     parallel_items(dout, n * di, [&](index_t b, index_t e) {
         for (index_t j = b; j < e; ++j) {
             T* __restrict w = dW + j * di;
@@ -202,6 +206,7 @@ void small_weight_grad(T* dW, const T* dz, const T* h, index_t ldh, index_t n, i
 #pragma omp simd
                 for (index_t p = 0; p < di; ++p) w[p] += d * hi[p];
             }
+            if (update) update->range(w_off + j * di, w_off + (j + 1) * di);
         }
     });
 }
@@ -418,95 +423,124 @@ inline T lerp_torch(T a, T b, T w) {
     return w < T(0.5) ? a + w * (b - a) : b - (b - a) * (T(1) - w);
 }
 
+// The optimizer's update of params[lo, hi), scalars computed once per step
+// (the constructor), so that it can run on any ranges: the whole buffer
+// split across threads (optimizer_update), or one row of a weight matrix
+// right after its gradient is computed (small batches, train_step).
 template <class T>
-void optimizer_update(const MlpModel<T>& M, const FusedOptim& o) {
-    T* p = M.params;
-    const T* gr = M.grads;
-    const index_t count = M.n_params;
-    const T lr = T(o.lr), wd = T(o.weight_decay), gs = o.maximize ? T(-1) : T(1);
-    const bool has_wd = o.weight_decay != 0.0;
-    switch (o.kind) {
-        case FusedOpt::none:
-            return;
-        case FusedOpt::sgd: {
-            const T mom = T(o.momentum), damp1 = T(1.0 - o.dampening);
-            T* buf = M.state[0];
-            const bool first = o.step <= 1, has_m = o.momentum != 0.0, nest = o.nesterov;
-            parallel_elems(count, kElemMinWork, [=](index_t b, index_t e) {
-                FlushDenormals ftz;
+class OptimUpdate {
+  public:
+    OptimUpdate(const MlpModel<T>& M, const FusedOptim& o)
+        : o_(o), p_(M.params), gr_(M.grads), s0_(M.state[0]), s1_(M.state[1]), s2_(M.state[2]) {
+        lr_ = T(o.lr);
+        wd_ = T(o.weight_decay);
+        gs_ = o.maximize ? T(-1) : T(1);
+        has_wd_ = o.weight_decay != 0.0;
+        switch (o.kind) {
+            case FusedOpt::sgd:
+                mom_ = T(o.momentum);
+                damp1_ = T(1.0 - o.dampening);
+                break;
+            case FusedOpt::adam:
+            case FusedOpt::adamw: {
+                b2_ = T(o.beta2);
+                eps_ = T(o.eps);
+                w1_ = T(1.0 - o.beta1);
+                w2_ = T(1.0 - o.beta2);
+                const double bc1 = 1.0 - std::pow(o.beta1, double(o.step));
+                const double bc2 = 1.0 - std::pow(o.beta2, double(o.step));
+                step_size_ = T(o.lr / bc1);
+                bc2_sqrt_ = T(std::sqrt(bc2));
+                decay_ = T(1.0 - o.lr * o.weight_decay);
+                wdk_ = !has_wd_ ? 0 : o.kind == FusedOpt::adamw ? 2 : 1;
+                break;
+            }
+            case FusedOpt::rmsprop:
+                alpha_ = T(o.alpha);
+                w_ = T(1.0 - o.alpha);
+                eps_ = T(o.eps);
+                mom_ = T(o.momentum);
+                break;
+            case FusedOpt::none:
+                break;
+        }
+    }
+
+    // Update params[lo, hi) (serial; every element independently).
+    void range(index_t lo, index_t hi) const {
+        if (lo >= hi) return;
+        FlushDenormals ftz;
+        T* p = p_;
+        const T* gr = gr_;
+        const T gs = gs_, lr = lr_, wd = wd_;
+        const bool has_wd = has_wd_;
+        switch (o_.kind) {
+            case FusedOpt::none:
+                return;
+            case FusedOpt::sgd: {
+                const T mom = mom_, damp1 = damp1_;
+                T* buf = s0_;
+                const bool first = o_.step <= 1, has_m = o_.momentum != 0.0, nest = o_.nesterov;
                 if (has_m) {
                     if (nest) {
-                        if (has_wd) sgd_chunk<T, true, true, true>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
-                        else sgd_chunk<T, false, true, true>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
+                        if (has_wd) sgd_chunk<T, true, true, true>(p, gr, buf, lo, hi, gs, lr, wd, mom, damp1, first);
+                        else sgd_chunk<T, false, true, true>(p, gr, buf, lo, hi, gs, lr, wd, mom, damp1, first);
                     } else {
-                        if (has_wd) sgd_chunk<T, true, true, false>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
-                        else sgd_chunk<T, false, true, false>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
+                        if (has_wd) sgd_chunk<T, true, true, false>(p, gr, buf, lo, hi, gs, lr, wd, mom, damp1, first);
+                        else sgd_chunk<T, false, true, false>(p, gr, buf, lo, hi, gs, lr, wd, mom, damp1, first);
                     }
                 } else {
-                    if (has_wd) sgd_chunk<T, true, false, false>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
-                    else sgd_chunk<T, false, false, false>(p, gr, buf, b, e, gs, lr, wd, mom, damp1, first);
-                }
-            });
-            return;
-        }
-        case FusedOpt::adam:
-        case FusedOpt::adamw: {
-            const T b2 = T(o.beta2), eps = T(o.eps);
-            const T w1 = T(1.0 - o.beta1), w2 = T(1.0 - o.beta2);
-            const double bc1 = 1.0 - std::pow(o.beta1, double(o.step));
-            const double bc2 = 1.0 - std::pow(o.beta2, double(o.step));
-            const T step_size = T(o.lr / bc1);
-            const T bc2_sqrt = T(std::sqrt(bc2));
-            const T decay = T(1.0 - o.lr * o.weight_decay);
-            const int wdk = !has_wd ? 0 : o.kind == FusedOpt::adamw ? 2 : 1;
-            T* m = M.state[0];
-            T* v = M.state[1];
-            if (!(w1 < T(0.5))) {  // rare (beta1 <= 0.5): scalar loop with the other lerp form
-                FlushDenormals ftz;
-                for (index_t i = 0; i < count; ++i) {
-                    T g = gs * gr[i], pi = p[i];
-                    if (wdk == 1) g = g + wd * pi;
-                    if (wdk == 2) pi = pi * decay;
-                    m[i] = lerp_torch(m[i], g, w1);
-                    v[i] = v[i] * b2 + w2 * (g * g);
-                    p[i] = pi + (-step_size) * (m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps));
+                    if (has_wd) sgd_chunk<T, true, false, false>(p, gr, buf, lo, hi, gs, lr, wd, mom, damp1, first);
+                    else sgd_chunk<T, false, false, false>(p, gr, buf, lo, hi, gs, lr, wd, mom, damp1, first);
                 }
                 return;
             }
-            parallel_elems(count, kElemMinWork, [=](index_t b, index_t e) {
-                FlushDenormals ftz;
-                if (wdk == 0) adam_chunk<T, 0>(p, gr, m, v, b, e, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
-                else if (wdk == 1) adam_chunk<T, 1>(p, gr, m, v, b, e, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
-                else adam_chunk<T, 2>(p, gr, m, v, b, e, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
-            });
-            return;
-        }
-        case FusedOpt::rmsprop: {
-            const T alpha = T(o.alpha), w = T(1.0 - o.alpha), eps = T(o.eps), mom = T(o.momentum);
-            const bool centered = o.centered, has_m = o.momentum > 0.0;
-            T* sq = M.state[0];
-            T* buf = M.state[1];
-            T* ga = M.state[2];
-            if (centered && !(w < T(0.5))) {  // rare (alpha <= 0.5): scalar, other lerp form
-                FlushDenormals ftz;
-                for (index_t i = 0; i < count; ++i) {
-                    T g = gs * gr[i];
-                    if (has_wd) g = g + wd * p[i];
-                    sq[i] = sq[i] * alpha + w * (g * g);
-                    ga[i] = lerp_torch(ga[i], g, w);
-                    const T avg = std::sqrt(sq[i] + (-(ga[i] * ga[i]))) + eps;
-                    if (has_m) {
-                        buf[i] = buf[i] * mom + g / avg;
-                        p[i] = p[i] + (-lr) * buf[i];
-                    } else {
-                        p[i] = p[i] + (-lr) * (g / avg);
+            case FusedOpt::adam:
+            case FusedOpt::adamw: {
+                const T b2 = b2_, eps = eps_, w1 = w1_, w2 = w2_, step_size = step_size_;
+                const T bc2_sqrt = bc2_sqrt_, decay = decay_;
+                const int wdk = wdk_;
+                T* m = s0_;
+                T* v = s1_;
+                if (!(w1 < T(0.5))) {  // rare (beta1 <= 0.5): scalar loop with the other lerp form
+                    for (index_t i = lo; i < hi; ++i) {
+                        T g = gs * gr[i], pi = p[i];
+                        if (wdk == 1) g = g + wd * pi;
+                        if (wdk == 2) pi = pi * decay;
+                        m[i] = lerp_torch(m[i], g, w1);
+                        v[i] = v[i] * b2 + w2 * (g * g);
+                        p[i] = pi + (-step_size) * (m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps));
                     }
+                    return;
                 }
+                if (wdk == 0) adam_chunk<T, 0>(p, gr, m, v, lo, hi, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
+                else if (wdk == 1) adam_chunk<T, 1>(p, gr, m, v, lo, hi, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
+                else adam_chunk<T, 2>(p, gr, m, v, lo, hi, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
                 return;
             }
-            parallel_elems(count, kElemMinWork, [=](index_t b, index_t e) {
-                FlushDenormals ftz;
-#define NNK_RMS(WDF, CF, MF) rmsprop_chunk<T, WDF, CF, MF>(p, gr, sq, buf, ga, b, e, gs, lr, wd, alpha, w, eps, mom)
+            case FusedOpt::rmsprop: {
+                const T alpha = alpha_, w = w_, eps = eps_, mom = mom_;
+                const bool centered = o_.centered, has_m = o_.momentum > 0.0;
+                T* sq = s0_;
+                T* buf = s1_;
+                T* ga = s2_;
+                if (centered && !(w < T(0.5))) {  // rare (alpha <= 0.5): scalar, other lerp form
+                    for (index_t i = lo; i < hi; ++i) {
+                        T g = gs * gr[i];
+                        if (has_wd) g = g + wd * p[i];
+                        sq[i] = sq[i] * alpha + w * (g * g);
+                        ga[i] = lerp_torch(ga[i], g, w);
+                        const T avg = std::sqrt(sq[i] + (-(ga[i] * ga[i]))) + eps;
+                        if (has_m) {
+                            buf[i] = buf[i] * mom + g / avg;
+                            p[i] = p[i] + (-lr) * buf[i];
+                        } else {
+                            p[i] = p[i] + (-lr) * (g / avg);
+                        }
+                    }
+                    return;
+                }
+#define NNK_RMS(WDF, CF, MF) rmsprop_chunk<T, WDF, CF, MF>(p, gr, sq, buf, ga, lo, hi, gs, lr, wd, alpha, w, eps, mom)
                 if (has_wd) {
                     if (centered) { if (has_m) NNK_RMS(true, true, true); else NNK_RMS(true, true, false); }
                     else { if (has_m) NNK_RMS(true, false, true); else NNK_RMS(true, false, false); }
@@ -515,10 +549,31 @@ void optimizer_update(const MlpModel<T>& M, const FusedOptim& o) {
                     else { if (has_m) NNK_RMS(false, false, true); else NNK_RMS(false, false, false); }
                 }
 #undef NNK_RMS
-            });
-            return;
+                return;
+            }
         }
     }
+
+  private:
+    const FusedOptim& o_;
+    T* p_;
+    const T* gr_;
+    T* s0_;
+    T* s1_;
+    T* s2_;
+    T lr_ = 0, wd_ = 0, gs_ = 1, mom_ = 0, damp1_ = 1;
+    T b2_ = 0, eps_ = 0, w1_ = 0, w2_ = 0, step_size_ = 0, bc2_sqrt_ = 1, decay_ = 1;
+    T alpha_ = 0, w_ = 0;
+    int wdk_ = 0;
+    bool has_wd_ = false;
+};
+
+// The whole buffer, split across threads.
+template <class T>
+void optimizer_update(const MlpModel<T>& M, const FusedOptim& o) {
+    if (o.kind == FusedOpt::none) return;
+    const OptimUpdate<T> u(M, o);
+    parallel_elems(M.n_params, kElemMinWork, [&](index_t b, index_t e) { u.range(b, e); });
 }
 
 template <class T>
@@ -539,6 +594,11 @@ double train_step(const MlpModel<T>& M, const MlpBatch<T>& B, const FusedOptim& 
     T* g = ws + W.g0;     // dloss/dh[l]  -> dz[l] in place
     T* gnext = ws + W.g1;  // dloss/dh[l-1]
     const double loss = loss_and_grad(B, out, c, g, ws + W.rowloss);
+    // Small batches: the optimizer runs inside the backward pass, row by row
+    // (see small_weight_grad), so each layer's input gradient is computed
+    // before its weights change.
+    const bool fused_update = n <= kSmallBatch && opt.kind != FusedOpt::none;
+    const OptimUpdate<T> update(M, opt);
     for (int l = L - 1; l >= 0; --l) {
         const index_t di = M.dims[l], dout = M.dims[l + 1];
         const T* h = ws + W.h[l];
@@ -546,26 +606,6 @@ double train_step(const MlpModel<T>& M, const MlpBatch<T>& B, const FusedOptim& 
         act_backward<T>(M.act[l], M.act_param[l], g, z, h, n * dout);
         const T* hin = l > 0 ? ws + W.h[l - 1] : B.x;
         const index_t ld_in = l > 0 ? di : B.ldx;
-        {  // dW[l](dout, di) = dz.T @ h[l-1]
-            GemmProblem<T> p;
-            p.m = dout;
-            p.n = di;
-            p.k = n;
-            p.a = g;
-            p.rsa = 1;
-            p.csa = dout;
-            p.b = hin;
-            p.rsb = ld_in;
-            p.csb = 1;
-            p.c = M.grads + M.w_off[l];
-            p.rsc = di;
-            p.csc = 1;
-            if (n <= kSmallBatch)
-                small_weight_grad<T>(p.c, g, hin, ld_in, n, di, dout);
-            else
-                call_gemm<T>(p);
-        }
-        if (M.b_off[l] >= 0) call_colsum<T>(M.grads + M.b_off[l], g, n, dout);
         if (l > 0) {  // dh[l-1](n, di) = dz @ W[l]
             GemmProblem<T> p;
             p.m = n;
@@ -584,12 +624,38 @@ double train_step(const MlpModel<T>& M, const MlpBatch<T>& B, const FusedOptim& 
                 small_input_grad<T>(gnext, g, M.params + M.w_off[l], n, di, dout);
             else
                 call_gemm<T>(p);
+        }
+        {  // dW[l](dout, di) = dz.T @ h[l-1]
+            GemmProblem<T> p;
+            p.m = dout;
+            p.n = di;
+            p.k = n;
+            p.a = g;
+            p.rsa = 1;
+            p.csa = dout;
+            p.b = hin;
+            p.rsb = ld_in;
+            p.csb = 1;
+            p.c = M.grads + M.w_off[l];
+            p.rsc = di;
+            p.csc = 1;
+            if (n <= kSmallBatch)
+                small_weight_grad<T>(p.c, g, hin, ld_in, n, di, dout, fused_update ? &update : nullptr,
+                                     M.w_off[l]);
+            else
+                call_gemm<T>(p);
+        }
+        if (M.b_off[l] >= 0) {
+            call_colsum<T>(M.grads + M.b_off[l], g, n, dout);
+            if (fused_update) update.range(M.b_off[l], M.b_off[l] + dout);
+        }
+        if (l > 0) {
             T* t = g;
             g = gnext;
             gnext = t;
         }
     }
-    optimizer_update(M, opt);
+    if (!fused_update) optimizer_update(M, opt);
     return loss;
 }
 
