@@ -182,7 +182,7 @@ def test_optimizers_losses_vs_torch_50_steps(backend, dtype, opt, loss, rng):
 
 @pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("opt", list(OPTIMS))
-def test_small_batches_vs_torch(backend, opt, batch, rng):
+def test_small_batches_every_optimizer_vs_torch(backend, opt, batch, rng):
     # batch <= 4: the C++ step updates each weight row inside the backward pass
     dims = [20, 32, 16, 4]
     spec = make_spec(dims, ["relu", "tanh", "none"], [0.0] * 3, "cross_entropy", opt, np.float64, rng,
