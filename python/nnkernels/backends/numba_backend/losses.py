@@ -220,28 +220,10 @@ def _ce_scale(tidx, weight, has_w, ignore_index, is_prob, mean, n):
     return 1.0 / d if d != 0.0 else np.nan
 
 
-def _ce_serial(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, mean, wsum, rows_per_block):
-    # returns scale * sum of the row losses (row order)
-    n = row_loss.shape[0]
-    g = g.reshape(g.size)  # (N, C) C-contiguous: flat views
-    x = x.reshape(x.size)
-    tprob = tprob.reshape(tprob.size)
-    scale = _ce_scale(tidx, weight, has_w, ignore_index, is_prob, mean, n)
-    rows = np.empty(3 * n)
-    mrow = rows[:n]
-    srow = rows[n:2 * n]
-    lrow = rows[2 * n:]
-    for r0 in range(0, n, rows_per_block):
-        _ce_rows(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, scale, wsum,
-                 mrow, srow, lrow, r0, min(n, r0 + rows_per_block))
-    total = 0.0
-    for i in range(n):
-        total += row_loss[i]
-    return scale * total
-
-
-def _ce_parallel(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, mean, wsum,
-                 rows_per_block):
+def _ce_blocks(g, row_loss, x, c, tidx, tprob, is_prob, weight, has_w, ignore_index, eps, mean, wsum,
+               rows_per_block):
+    # returns scale * sum of the row losses (row order); blocks of rows over
+    # prange (a plain loop in the serial compilation)
     n = row_loss.shape[0]
     g = g.reshape(g.size)  # (N, C) C-contiguous: flat views
     x = x.reshape(x.size)
@@ -265,8 +247,9 @@ _CE_SCALE = vjit(_ce_scale)
 _CE_BLOCK = per_dtype(_ce_block, vjit)
 _CE_BLOCK_SMALL = per_dtype(_ce_block_small, vjit)
 _CE_ROWS = per_dtype(_ce_rows, vjit, _ce_block=_CE_BLOCK, _ce_block_small=_CE_BLOCK_SMALL)
-_CE_SERIAL = per_dtype(_ce_serial, vjit, _ce_rows=_CE_ROWS, _ce_scale={d: _CE_SCALE for d in _CE_ROWS})
-_CE_PARALLEL = per_dtype(_ce_parallel, vjit_parallel, _ce_rows=_CE_ROWS, _ce_scale={d: _CE_SCALE for d in _CE_ROWS})
+_CE_SERIAL = per_dtype(_ce_blocks, vjit, _ce_rows=_CE_ROWS, _ce_scale={d: _CE_SCALE for d in _CE_ROWS})
+_CE_PARALLEL = per_dtype(_ce_blocks, vjit_parallel, "_parallel", _ce_rows=_CE_ROWS,
+                         _ce_scale={d: _CE_SCALE for d in _CE_ROWS})
 
 
 @jit
