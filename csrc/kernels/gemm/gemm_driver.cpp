@@ -121,6 +121,7 @@ struct Deriv {
     T param = 0;
 };
 
+#if defined(NNK_ISA_AVX512) || defined(NNK_ISA_AVX2)
 #if defined(NNK_ISA_AVX512)
 // In-register transpose of a 16 x 16 block of floats, r[i] = row i on entry,
 // column i on exit. Four stages of 16 shuffles each (64 in all, no memory):
@@ -165,29 +166,20 @@ inline void transpose16(__m512 (&r)[16]) {
     }
 }
 
-// Row-major A (csa == 1), fp32, a full MR-row micro-panel (MR <= 16): 16 x 16
-// blocks, rows beyond MR zero, are transposed in registers; column q of a
-// block is depth p0 + q of the panel, stored as MR floats (masked store).
-// Returns how many depths were packed (a multiple of 16).
-inline index_t pack_a_rows_avx512(index_t kc, const float* src, index_t rsa, float* dst) {
-    constexpr int MR = Tile<float>::MR;
-    static_assert(MR <= 16, "MR must be at most 16");
-    const __mmask16 keep = static_cast<__mmask16>((1u << MR) - 1u);
-    index_t p0 = 0;
-    for (; p0 + 16 <= kc; p0 += 16) {
-        __m512 r[16];
-#pragma GCC unroll 16
-        for (int i = 0; i < 16; ++i)
-            r[i] = i < MR ? _mm512_loadu_ps(src + i * rsa + p0) : _mm512_setzero_ps();
-        transpose16(r);
-#pragma GCC unroll 16
-        for (int q = 0; q < 16; ++q) _mm512_mask_storeu_ps(dst + (p0 + q) * MR, keep, r[q]);
+// The fast packers' register block: W x W floats, transposed in registers.
+struct PackRegs {
+    using V = __m512;
+    static constexpr int W = 16;
+    static V loadu(const float* p) { return _mm512_loadu_ps(p); }
+    static V zero() { return _mm512_setzero_ps(); }
+    static void store(float* p, V v) { _mm512_store_ps(p, v); }  // 64-byte aligned
+    template <int N>
+    static void store_first(float* p, V v) {  // lanes [0, N) only
+        _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << N) - 1u), v);
     }
-    return p0;
-}
-#endif
-
-#if defined(NNK_ISA_AVX2)
+    static void transpose(V (&r)[W]) { transpose16(r); }
+};
+#else
 // In-register transpose of an 8 x 8 block of floats (AVX2), r[i] = row i on
 // entry, column i on exit: unpack{lo,hi}_ps, shuffle_ps, permute2f128 (24
 // shuffles, fully unrolled).
@@ -213,63 +205,86 @@ inline void transpose8(__m256 (&r)[8]) {
     }
 }
 
-// Row-major A, fp32, a full MR-row micro-panel (MR <= 8): 8 x 8 blocks, rows
-// beyond MR zero, transposed in registers, each column stored as MR floats.
-inline index_t pack_a_rows_avx2(index_t kc, const float* src, index_t rsa, float* dst) {
-    constexpr int MR = Tile<float>::MR;
-    static_assert(MR <= 8, "MR must be at most 8");
-    alignas(32) static const int kLanes[8] = {0, 1, 2, 3, 4, 5, 6, 7};
-    const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(MR), _mm256_load_si256(
-                                                                     reinterpret_cast<const __m256i*>(kLanes)));
+struct PackRegs {
+    using V = __m256;
+    static constexpr int W = 8;
+    static V loadu(const float* p) { return _mm256_loadu_ps(p); }
+    static V zero() { return _mm256_setzero_ps(); }
+    static void store(float* p, V v) { _mm256_store_ps(p, v); }  // 32-byte aligned
+    template <int N>
+    static void store_first(float* p, V v) {  // lanes [0, N) only
+        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(N), lane), v);
+    }
+    static void transpose(V (&r)[W]) { transpose8(r); }
+};
+#endif
+
+// Row-major A (csa == 1), fp32, a full MR-row micro-panel (MR <= W): W x W
+// blocks, rows beyond MR zero, are transposed in registers; column q of a
+// block is depth p0 + q of the panel, stored as MR floats (masked store).
+// Returns how many depths were packed (a multiple of W).
+inline index_t pack_a_rows_simd(index_t kc, const float* src, index_t rsa, float* dst) {
+    using R = PackRegs;
+    constexpr int MR = Tile<float>::MR, W = R::W;
+    static_assert(MR <= W, "MR must fit one register");
     index_t p0 = 0;
-    for (; p0 + 8 <= kc; p0 += 8) {
-        __m256 r[8];
-#pragma GCC unroll 8
-        for (int i = 0; i < 8; ++i) r[i] = i < MR ? _mm256_loadu_ps(src + i * rsa + p0) : _mm256_setzero_ps();
-        transpose8(r);
-#pragma GCC unroll 8
-        for (int q = 0; q < 8; ++q) _mm256_maskstore_ps(dst + (p0 + q) * MR, keep, r[q]);
+    for (; p0 + W <= kc; p0 += W) {
+        R::V r[W];
+#pragma GCC unroll 16
+        for (int i = 0; i < W; ++i) r[i] = i < MR ? R::loadu(src + i * rsa + p0) : R::zero();
+        R::transpose(r);
+#pragma GCC unroll 16
+        for (int q = 0; q < W; ++q) R::store_first<MR>(dst + (p0 + q) * MR, r[q]);
     }
     return p0;
 }
 
-// Transposed B (rsb == 1), fp32, a full NR-column micro-panel: 8 x 8 blocks
-// loaded as 8 columns of B (contiguous in p), transposed, stored as rows.
-inline index_t pack_b_transposed_avx2(index_t kc, const float* src, index_t csb, float* dst) {
-    constexpr int NR = Tile<float>::NR;
-    static_assert(NR % 8 == 0, "NR must be a multiple of 8");
+// Transposed B (rsb == 1), fp32, a full NR-column micro-panel: W x W blocks
+// are loaded as W columns of B (contiguous in p), transposed, stored as rows.
+// Returns how many depths were packed (a multiple of W).
+inline index_t pack_b_transposed_simd(index_t kc, const float* src, index_t csb, float* dst) {
+    using R = PackRegs;
+    constexpr int NR = Tile<float>::NR, W = R::W;
+    static_assert(NR % W == 0, "NR must be a multiple of the register width");
     index_t p0 = 0;
-    for (; p0 + 8 <= kc; p0 += 8) {
-        for (int j0 = 0; j0 < NR; j0 += 8) {
-            __m256 r[8];
-#pragma GCC unroll 8
-            for (int jj = 0; jj < 8; ++jj) r[jj] = _mm256_loadu_ps(src + (j0 + jj) * csb + p0);
-            transpose8(r);
-#pragma GCC unroll 8
-            for (int q = 0; q < 8; ++q) _mm256_store_ps(dst + (p0 + q) * NR + j0, r[q]);
+    for (; p0 + W <= kc; p0 += W) {
+        for (int j0 = 0; j0 < NR; j0 += W) {
+            R::V r[W];
+#pragma GCC unroll 16
+            for (int jj = 0; jj < W; ++jj) r[jj] = R::loadu(src + (j0 + jj) * csb + p0);
+            R::transpose(r);
+#pragma GCC unroll 16
+            for (int q = 0; q < W; ++q) R::store(dst + (p0 + q) * NR + j0, r[q]);
         }
     }
     return p0;
 }
 #endif
 
+// Fast packers where the ISA has them (they return how many depths they
+// packed; the scalar loops do the rest).
 template <class T, int MR>
 inline index_t pack_a_rows_fast(index_t, const T*, index_t, T*) {
     return 0;
 }
-#if defined(NNK_ISA_AVX512)
-template <>
-inline index_t pack_a_rows_fast<float, Tile<float>::MR>(index_t kc, const float* src, index_t rsa,
-                                                        float* dst) {
-    return pack_a_rows_avx512(kc, src, rsa, dst);
+template <class T, int NR>
+inline index_t pack_b_transposed_fast(index_t, const T*, index_t, T*) {
+    return 0;
 }
-#elif defined(NNK_ISA_AVX2)
+#if defined(NNK_ISA_AVX512) || defined(NNK_ISA_AVX2)
 template <>
 inline index_t pack_a_rows_fast<float, Tile<float>::MR>(index_t kc, const float* src, index_t rsa,
                                                         float* dst) {
-    return pack_a_rows_avx2(kc, src, rsa, dst);
+    return pack_a_rows_simd(kc, src, rsa, dst);
+}
+template <>
+inline index_t pack_b_transposed_fast<float, Tile<float>::NR>(index_t kc, const float* src,
+                                                              index_t csb, float* dst) {
+    return pack_b_transposed_simd(kc, src, csb, dst);
 }
 #endif
+
 
 // Pack rows [0, mc) x depth [0, kc) of A into MR-row micro-panels:
 // ap[(i / MR) * kc * MR + p * MR + i % MR], zero padded to a multiple of MR.
@@ -314,46 +329,6 @@ void pack_a(index_t mc, index_t kc, const T* a, index_t rsa, index_t csa, T* ap,
         }
     }
 }
-
-#if defined(NNK_ISA_AVX512)
-// Transposed B (rsb == 1), fp32, a full 32-column micro-panel: 16 x 16 blocks
-// are loaded as 16 columns of B (contiguous in p), transposed, stored as rows.
-// Returns how many depths were packed (a multiple of 16).
-inline index_t pack_b_transposed_avx512(index_t kc, const float* src, index_t csb, float* dst) {
-    constexpr int NR = Tile<float>::NR;
-    static_assert(NR % 16 == 0, "NR must be a multiple of 16");
-    index_t p0 = 0;
-    for (; p0 + 16 <= kc; p0 += 16) {
-        for (int j0 = 0; j0 < NR; j0 += 16) {
-            __m512 r[16];
-#pragma GCC unroll 16
-            for (int jj = 0; jj < 16; ++jj) r[jj] = _mm512_loadu_ps(src + (j0 + jj) * csb + p0);
-            transpose16(r);
-#pragma GCC unroll 16
-            for (int q = 0; q < 16; ++q) _mm512_store_ps(dst + (p0 + q) * NR + j0, r[q]);
-        }
-    }
-    return p0;
-}
-#endif
-
-template <class T, int NR>
-inline index_t pack_b_transposed_fast(index_t, const T*, index_t, T*) {
-    return 0;
-}
-#if defined(NNK_ISA_AVX512)
-template <>
-inline index_t pack_b_transposed_fast<float, Tile<float>::NR>(index_t kc, const float* src,
-                                                              index_t csb, float* dst) {
-    return pack_b_transposed_avx512(kc, src, csb, dst);
-}
-#elif defined(NNK_ISA_AVX2)
-template <>
-inline index_t pack_b_transposed_fast<float, Tile<float>::NR>(index_t kc, const float* src,
-                                                              index_t csb, float* dst) {
-    return pack_b_transposed_avx2(kc, src, csb, dst);
-}
-#endif
 
 // Packed B micro-panels are kc*NR elements plus one cache line of padding
 // apart: with exactly kc*NR (a multiple of 4 KiB for kc = 256), the rows of
