@@ -42,61 +42,44 @@ F = np.float32
 # ---- bit casts and fused multiply-add (LLVM instructions, vectorisable) --------------
 
 
-@intrinsic
-def f32_bits(typingctx, x):
-    """The int32 whose bits are those of float32 x."""
-    if x != types.float32:
-        return None
+def _float_bits(fty, ity):
+    """An intrinsic: the integer ``ity`` whose bits are those of float ``fty`` x."""
+    def float_bits(typingctx, x):
+        if x != fty:
+            return None
 
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int32))
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(args[0], context.get_value_type(ity))
 
-    return types.int32(types.float32), codegen
+        return ity(fty), codegen
 
-
-@intrinsic
-def bits_f32(typingctx, i):
-    """The float32 with the bits of the low 32 bits of integer i."""
-    if not isinstance(i, types.Integer):
-        return None
-
-    def codegen(context, builder, sig, args):
-        v = args[0]
-        i32 = context.get_value_type(types.int32)
-        if i.bitwidth > 32:
-            v = builder.trunc(v, i32)
-        elif i.bitwidth < 32:
-            v = builder.sext(v, i32)
-        return builder.bitcast(v, context.get_value_type(types.float32))
-
-    return types.float32(i), codegen
+    return intrinsic(float_bits)
 
 
-@intrinsic
-def f64_bits(typingctx, x):
-    """The int64 whose bits are those of float64 x."""
-    if x != types.float64:
-        return None
+def _bits_float(fty, ity):
+    """An intrinsic: the float ``fty`` with the bits of integer i, truncated or
+    sign-extended to the width of ``ity`` first."""
+    def bits_float(typingctx, i):
+        if not isinstance(i, types.Integer):
+            return None
 
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int64))
+        def codegen(context, builder, sig, args):
+            v = args[0]
+            if i.bitwidth > ity.bitwidth:
+                v = builder.trunc(v, context.get_value_type(ity))
+            elif i.bitwidth < ity.bitwidth:
+                v = builder.sext(v, context.get_value_type(ity))
+            return builder.bitcast(v, context.get_value_type(fty))
 
-    return types.int64(types.float64), codegen
+        return fty(i), codegen
+
+    return intrinsic(bits_float)
 
 
-@intrinsic
-def bits_f64(typingctx, i):
-    """The float64 with the bits of integer i (sign-extended to 64 bits)."""
-    if not isinstance(i, types.Integer):
-        return None
-
-    def codegen(context, builder, sig, args):
-        v = args[0]
-        if i.bitwidth < 64:
-            v = builder.sext(v, context.get_value_type(types.int64))
-        return builder.bitcast(v, context.get_value_type(types.float64))
-
-    return types.float64(i), codegen
+f32_bits = _float_bits(types.float32, types.int32)  # int32 bits of a float32
+bits_f32 = _bits_float(types.float32, types.int32)  # float32 from the low 32 bits of an integer
+f64_bits = _float_bits(types.float64, types.int64)  # int64 bits of a float64
+bits_f64 = _bits_float(types.float64, types.int64)  # float64 from an integer (sign-extended)
 
 
 @intrinsic
