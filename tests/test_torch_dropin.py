@@ -31,7 +31,7 @@ def _with_kernels(backend, *names):
 def _ours(y) -> bool:
     """The result came from one of our autograd Functions (not PyTorch's op)."""
     return y.grad_fn is not None and type(y.grad_fn).__name__.lstrip("_").split("Backward")[0] in (
-        "LinearFn", "ActFn", "CrossEntropyFn", "MseFn")
+        "LinearFn", "ActFn", "CrossEntropyFn", "MseFn", "StackFn")
 
 
 def _f64(*shape, seed=0, requires_grad=True):
@@ -190,6 +190,70 @@ def test_patch_fuse_false_and_user_subclasses_untouched():
     assert type(m[3]) is nt.ReLU
     with pytest.raises(TypeError, match="model"):
         nt.patch(object())
+
+
+def _stack_model(dtype=torch.float64):
+    torch.manual_seed(1)
+    L = torch.nn.Linear
+    return torch.nn.Sequential(L(6, 9), torch.nn.ReLU(), L(9, 8), torch.nn.GELU(), L(8, 7, bias=False),
+                               torch.nn.SiLU(), L(7, 6), torch.nn.GELU(approximate="tanh"), L(6, 5),
+                               torch.nn.LeakyReLU(0.2), L(5, 4)).to(dtype)
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_sequential_stack_node_gradcheck_and_parity(backend):
+    ref, m = _stack_model(), nt.patch(_stack_model())
+    assert type(m).__name__ == "_StackSequential" and isinstance(m, torch.nn.Sequential)
+    x = _f64(5, 2, 6, seed=3)
+    with _with_kernels(backend, "linear_forward", "linear_backward", "activation_forward",
+                       "activation_backward"):
+        out = m(x)
+        assert type(out.grad_fn).__name__ == "_StackFnBackward"  # one node for the whole stack
+        plan, params = m._plan()
+        assert [a for _, a in plan] == [("relu", 0.0), ("gelu", 0.0), ("silu", 0.0),
+                                        ("gelu_tanh", 0.0), ("leaky_relu", 0.2), None]
+        assert torch.autograd.gradcheck(lambda x_, *p: nt._StackFn.apply(x_, plan, *p),
+                                        (x, *params), eps=1e-6, atol=1e-6)
+        torch.testing.assert_close(out, ref(x))
+        out.square().sum().backward()
+    x2 = x.detach().clone().requires_grad_(True)
+    ref(x2).square().sum().backward()
+    torch.testing.assert_close(x.grad, x2.grad)
+    for a, b in zip(m.parameters(), ref.parameters()):
+        torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_sequential_stack_node_falls_back_and_unpatches():
+    m, ref = nt.patch(_stack_model()), _stack_model()
+    x = _f64(4, 6, seed=4)
+    m[4].weight.requires_grad_(False)  # a frozen layer: no gradient for it, the rest exact
+    ref[4].weight.requires_grad_(False)
+    m(x).sum().backward()
+    ref(x.detach().clone().requires_grad_(True)).sum().backward()
+    assert m[4].weight.grad is None
+    for a, b in zip(m.parameters(), ref.parameters()):
+        if b.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad)
+    # double backward goes to PyTorch's formulas, through the same node
+    (gx,) = torch.autograd.grad(m(x).sum(), x, create_graph=True)
+    (gx_ref,) = torch.autograd.grad(ref(x).sum(), x, create_graph=True)
+    torch.testing.assert_close(gx, gx_ref)
+    torch.testing.assert_close(torch.autograd.grad(gx.sum(), x)[0], torch.autograd.grad(gx_ref.sum(), x)[0])
+    # a hook added after patch: the modules run one by one (and the hook fires)
+    seen = []
+    h = m[2].register_forward_hook(lambda mod, i, o: seen.append(o.shape))
+    out = m(x)
+    assert seen == [(4, 8)] and type(out.grad_fn).__name__ != "_StackFnBackward"
+    torch.testing.assert_close(out, ref(x))
+    h.remove()
+    # a module the node does not know (Dropout): module by module, still our kernels
+    m.append(torch.nn.Dropout(0.0))
+    out = m(x)
+    assert type(out.grad_fn).__name__ != "_StackFnBackward" and _ours(out)
+    with pytest.raises(RuntimeError):  # sizes that do not chain: PyTorch's error
+        nt.patch(torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(5, 2)))(torch.randn(2, 3))
+    nt.unpatch(m)
+    assert type(m) is torch.nn.Sequential and not nt.is_patched(m)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn as _tnn
 import torch.nn.functional as F
+from torch.nn.modules import module as _tnn_module  # global hook registries
 
 from . import ops as _ops
 from .backends import resolve as _resolve
@@ -360,6 +361,105 @@ def mse_loss(input: torch.Tensor, target: torch.Tensor, size_average=None, reduc
 
 
 # --------------------------------------------------------------------------
+# a whole nn.Sequential of Linear + activations as one autograd node
+# --------------------------------------------------------------------------
+
+def _torch_act(x, act):
+    """PyTorch's op for one of the layer activations below (for the fallback paths)."""
+    if act is None:
+        return x
+    name, slope = act
+    if name == "relu":
+        return F.relu(x)
+    if name == "leaky_relu":
+        return F.leaky_relu(x, slope)
+    if name == "silu":
+        return F.silu(x)
+    return F.gelu(x, approximate="tanh" if name == "gelu_tanh" else "none")
+
+
+def _torch_stack(x, plan, *params):
+    """What _StackFn computes, in PyTorch ops (double backward, odd gradients)."""
+    h = x
+    for i, (has_bias, act) in enumerate(plan):
+        w, b = params[2 * i], params[2 * i + 1]
+        h = _torch_act(F.linear(h, w, b if has_bias else None), act)
+    return h
+
+
+# activations the GEMM applies in its epilogue and whose derivative it can read
+# off the layer's output: the backward needs no pre-activation copy
+_ACT_FROM_OUTPUT = ("relu", "leaky_relu")
+
+
+class _StackFn(torch.autograd.Function):
+    """Linear [+ activation] layers, forward and backward each in one Python call.
+
+    ``plan`` holds one ``(has_bias, act)`` per Linear, ``act`` None or
+    ``(name, slope)``; ``params`` are ``weight, bias`` per layer (bias None if
+    absent). The forward keeps each layer's output (relu / leaky_relu with a
+    positive slope: their derivative is read off it) or pre-activation (gelu,
+    silu) as NumPy arrays; the backward runs the backend's ``linear_backward``
+    layer by layer. Same kernels and arguments as the per-module path, so the
+    same numbers; the saving is one autograd node and one Python frame per
+    step instead of one (or two) per layer.
+    """
+
+    @staticmethod
+    def forward(ctx, x, plan, *params):
+        kernels = _resolve()
+        xa = _np(x)
+        h = xa.reshape(-1, xa.shape[-1])
+        saved = []  # per layer: (layer input, array act' is read from)
+        for i, (has_bias, act) in enumerate(plan):
+            wa = _np(params[2 * i])
+            ba = np.ascontiguousarray(_np(params[2 * i + 1])) if has_bias else None
+            out = np.empty((h.shape[0], wa.shape[0]), dtype=h.dtype)
+            if act is None or act[0] in _ACT_FROM_OUTPUT:
+                name, slope = act if act is not None else (None, 0.0)
+                kernels.linear_forward(out, h, wa, ba, name, slope)
+                saved.append((h, out))
+            else:
+                kernels.linear_forward(out, h, wa, ba, None, 0.0)
+                z, out = out, np.empty_like(out)
+                kernels.activation_forward(out, z, act[0], 0.0, 0.0)
+                saved.append((h, z))
+            h = out
+        y = _t(h.reshape(xa.shape[:-1] + (h.shape[1],)))
+        ctx.plan, ctx.kernels, ctx.saved = plan, kernels, saved
+        ctx.save_for_backward(x, *params)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, *params = ctx.saved_tensors
+        plan, needs = ctx.plan, ctx.needs_input_grad
+        if torch.is_grad_enabled() or not _eligible(grad_y, x):
+            grads = _torch_grads(lambda *a: _torch_stack(a[0], plan, *a[1:]), (x, *params),
+                                 (needs[0], *needs[2:]), grad_y)
+            return (grads[0], None, *grads[1:])
+        g = np.ascontiguousarray(_np(grad_y).reshape(-1, grad_y.shape[-1]))
+        grads = [None] * len(params)
+        gx = None
+        for i in range(len(plan) - 1, -1, -1):
+            has_bias, act = plan[i]
+            h_in, aux = ctx.saved[i]
+            wa = _np(params[2 * i])
+            need_x = i > 0 or needs[0]
+            gx = np.empty(h_in.shape, dtype=wa.dtype) if need_x else None
+            gw = np.empty(wa.shape, dtype=wa.dtype) if needs[2 + 2 * i] else None
+            gb = np.empty((wa.shape[0],), dtype=wa.dtype) if has_bias and needs[3 + 2 * i] else None
+            name, slope = act if act is not None else (None, 0.0)
+            ctx.kernels.linear_backward(gx, gw, gb, g, h_in, wa, False, name,
+                                        aux if act is not None else None, slope)
+            grads[2 * i] = None if gw is None else _t(gw)
+            grads[2 * i + 1] = None if gb is None else _t(gb)
+            g = gx
+        gx_t = _t(gx.reshape(x.shape)) if needs[0] else None
+        return (gx_t, None, *grads)
+
+
+# --------------------------------------------------------------------------
 # modules: subclasses of torch.nn's, so constructor, init, parameters,
 # state_dict keys, repr and isinstance checks are PyTorch's
 # --------------------------------------------------------------------------
@@ -431,13 +531,82 @@ class _FusedLeakyReLU(_tnn.LeakyReLU):
         return input
 
 
+def _global_hooks() -> bool:
+    return any(getattr(_tnn_module, name, None) for name in (
+        "_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+        "_global_backward_pre_hooks", "_global_forward_hooks_always_called"))
+
+
+def _layer_act(m):
+    """(name, slope) of an activation module _StackFn can run after a Linear, else False."""
+    t = type(m)
+    if t is ReLU and not m.inplace:
+        return ("relu", 0.0)
+    if t is LeakyReLU and not m.inplace and _number(m.negative_slope) and m.negative_slope > 0:
+        return ("leaky_relu", float(m.negative_slope))
+    if t is SiLU and not m.inplace:
+        return ("silu", 0.0)
+    if t is GELU and m.approximate in ("none", "tanh"):
+        return ("gelu_tanh" if m.approximate == "tanh" else "gelu", 0.0)
+    return False
+
+
+class _StackSequential(_tnn.Sequential):
+    """An ``nn.Sequential`` of patched Linear layers and activations (see patch(fuse=True)).
+
+    Its forward runs the whole stack as one autograd node (:class:`_StackFn`)
+    when nothing needs the modules one by one: no hooks (module or global),
+    plain CPU float tensors of one dtype, no tracing. Otherwise, and whenever
+    its contents stop being such a stack, it is the ordinary Sequential
+    forward over the (patched) modules.
+    """
+
+    def _plan(self):
+        """(plan, params) for _StackFn, or None when the modules must run one by one."""
+        if _has_hooks(self) or _global_hooks():
+            return None
+        plan, params = [], []
+        for m in self._modules.values():
+            if m is None or _has_hooks(m):
+                return None
+            t = type(m)
+            if t is Linear:
+                fused = m.__dict__.get("_nnk_fused")
+                if params and params[-2].shape[0] != m.weight.shape[1]:
+                    return None  # mismatched sizes: let the modules raise PyTorch's error
+                plan.append([m.bias is not None, fused])
+                params += (m.weight, m.bias)
+            elif t is _FusedReLU or t is _FusedLeakyReLU:
+                continue  # applied by the Linear before it
+            else:
+                act = _layer_act(m)
+                if not act or not plan or plan[-1][1] is not None:
+                    return None
+                plan[-1][1] = act
+        if not plan:
+            return None
+        return tuple((b, a) for b, a in plan), params
+
+    def forward(self, input):
+        got = self._plan() if isinstance(input, torch.Tensor) else None
+        if got is not None:
+            plan, params = got
+            w0 = params[0]
+            if (input.dim() >= 1 and input.shape[-1] == w0.shape[1] and _eligible(input, *params)
+                    and _has_kernels("linear_forward", "linear_backward", "activation_forward",
+                                     "activation_backward")):
+                return _StackFn.apply(input, plan, *params)
+        return super().forward(input)
+
+
 # exact torch.nn type -> our subclass (user subclasses of torch.nn modules are left alone)
 _PATCH = {
     _tnn.Linear: Linear, _tnn.ReLU: ReLU, _tnn.GELU: GELU, _tnn.SiLU: SiLU,
     _tnn.LeakyReLU: LeakyReLU, _tnn.CrossEntropyLoss: CrossEntropyLoss, _tnn.MSELoss: MSELoss,
 }
 _UNPATCH = {ours: theirs for theirs, ours in _PATCH.items()}
-_UNPATCH.update({_FusedReLU: _tnn.ReLU, _FusedLeakyReLU: _tnn.LeakyReLU})
+_UNPATCH.update({_FusedReLU: _tnn.ReLU, _FusedLeakyReLU: _tnn.LeakyReLU,
+                 _StackSequential: _tnn.Sequential})
 
 
 def _has_hooks(m: _tnn.Module) -> bool:
@@ -450,7 +619,9 @@ def _fuse(model: _tnn.Module) -> None:
 
     Only when neither module has hooks and each appears once in the model;
     the activation module stays in the Sequential (as a pass-through) so that
-    indices, names and state_dict keys do not change.
+    indices, names and state_dict keys do not change. Every plain
+    ``nn.Sequential`` also becomes a :class:`_StackSequential`, which runs a
+    stack of Linear + activation layers as a single autograd node.
     """
     counts: dict[int, int] = {}
     for _, m in model.named_modules(remove_duplicate=False):
@@ -458,6 +629,8 @@ def _fuse(model: _tnn.Module) -> None:
     for seq in model.modules():
         if not isinstance(seq, _tnn.Sequential):
             continue
+        if type(seq) is _tnn.Sequential:
+            seq.__class__ = _StackSequential  # whole stack as one autograd node when it can
         mods = list(seq)
         for a, b in zip(mods, mods[1:]):
             if type(a) is not Linear or _has_hooks(a) or _has_hooks(b):
@@ -482,9 +655,13 @@ def patch(model: _tnn.Module, fuse: bool = True) -> _tnn.Module:
     ``forward`` changes. With ``fuse=True``, inside ``nn.Sequential`` a
     ``Linear`` followed by a ``ReLU`` (or ``LeakyReLU``) applies it in its
     GEMM's epilogue and the activation module passes its input through
-    (skipped for modules with hooks or used twice). Call such a fused
-    ``Linear`` on its own and it applies the activation: use ``fuse=False``
-    if you call the layers of a Sequential one by one.
+    (skipped for modules with hooks or used twice), and a whole
+    ``nn.Sequential`` of Linear layers and ReLU / LeakyReLU / GELU / SiLU
+    activations runs as one autograd node: one forward and one backward call
+    for the stack instead of one per layer (same kernels, same results; any
+    hook, other module or unsupported tensor and it runs module by module).
+    Call such a fused ``Linear`` on its own and it applies the activation:
+    use ``fuse=False`` if you call the layers of a Sequential one by one.
     Returns ``model``; :func:`unpatch` undoes it.
     """
     if not isinstance(model, _tnn.Module):
