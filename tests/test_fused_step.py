@@ -108,7 +108,10 @@ def torch_optimizer(spec, params, lr):
 def torch_steps(spec, xs, ys, lr):
     Ws, bs = torch_model(spec)
     params = [p for pair in zip(Ws, bs) for p in pair if p is not None]
-    opt = torch_optimizer(spec, params, lr)
+    groups = params
+    if not spec.config.decay_bias:  # weight decay on the weights only: biases in a group without it
+        groups = [{"params": Ws}, {"params": [b for b in bs if b is not None], "weight_decay": 0.0}]
+    opt = torch_optimizer(spec, groups, lr)
     losses = []
     for x, y in zip(xs, ys):
         opt.zero_grad()
@@ -195,6 +198,34 @@ def test_small_batches_every_optimizer_vs_torch(backend, opt, batch, rng):
     np.testing.assert_allclose(losses, ref_loss, **tol)
     np.testing.assert_allclose(spec.params, ref_p, **tol)
     np.testing.assert_allclose(spec.grads, ref_g, **tol)
+
+
+@pytest.mark.parametrize("batch", [3, 40])
+@pytest.mark.parametrize("opt", ["sgd", "adam", "adamw", "rmsprop_full"])
+def test_weight_decay_on_weights_only(backend, opt, batch, rng):
+    # decay_bias=False (scikit-learn's L2 term): the biases get no weight decay;
+    # batch 3 takes the C++ in-backward update, batch 40 the pass after it
+    dims = [20, 32, 16, 4]
+    cfg = dict(OPTIMS[opt], weight_decay=0.05, decay_bias=False)
+    spec = make_spec(dims, ["relu", "tanh", "none"], [0.0] * 3, "cross_entropy", opt, np.float64, rng,
+                     **cfg)
+    xs, ys = batches(spec, rng, batch, 8)
+    lr = 1e-3 if opt.startswith("rmsprop") else 0.01
+    ref_loss, ref_p, ref_g = torch_steps(copy_spec(spec), xs, ys, lr)
+    losses = run_plan(backend, spec, xs, ys, lr)
+    tol = params_tol(np.float64)
+    np.testing.assert_allclose(losses, ref_loss, **tol)
+    np.testing.assert_allclose(spec.params, ref_p, **tol)
+    np.testing.assert_allclose(spec.grads, ref_g, **tol)
+    # and it differs from decaying the biases too
+    both = make_spec(dims, ["relu", "tanh", "none"], [0.0] * 3, "cross_entropy", opt, np.float64,
+                     np.random.default_rng(0), **dict(cfg, decay_bias=True))
+    only_w = copy_spec(both)
+    only_w.config = OptimConfig(**dict(cfg))
+    run_plan(backend, both, xs, ys, lr)
+    run_plan(backend, only_w, xs, ys, lr)
+    b = slice(both.b_off[0], both.b_off[0] + dims[1])
+    assert not np.allclose(both.params[b], only_w.params[b], rtol=0, atol=1e-12)
 
 
 def test_no_bias_and_single_layer(backend, rng):

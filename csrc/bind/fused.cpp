@@ -110,7 +110,8 @@ class MlpStep {
     ~MlpStep() { std::free(ws_); }
 
     void set_optimizer(double lr, double weight_decay, double momentum, double dampening, bool nesterov,
-                       double beta1, double beta2, double eps, double alpha, bool centered, bool maximize) {
+                       double beta1, double beta2, double eps, double alpha, bool centered, bool maximize,
+                       bool decay_bias) {
         opt_.lr = lr;
         opt_.weight_decay = weight_decay;
         opt_.momentum = momentum;
@@ -122,6 +123,7 @@ class MlpStep {
         opt_.alpha = alpha;
         opt_.centered = centered;
         opt_.maximize = maximize;
+        opt_.decay_bias = decay_bias;
     }
 
     // One training step on (x, y) with learning rate lr at 1-based step t.
@@ -274,7 +276,8 @@ void register_fused(py::module_& m) {
         .def("set_optimizer", &MlpStep::set_optimizer, py::arg("lr"), py::arg("weight_decay") = 0.0,
              py::arg("momentum") = 0.0, py::arg("dampening") = 0.0, py::arg("nesterov") = false,
              py::arg("beta1") = 0.9, py::arg("beta2") = 0.999, py::arg("eps") = 1e-8,
-             py::arg("alpha") = 0.99, py::arg("centered") = false, py::arg("maximize") = false)
+             py::arg("alpha") = 0.99, py::arg("centered") = false, py::arg("maximize") = false,
+             py::arg("decay_bias") = true)
         .def("step", &MlpStep::step, py::arg("x"), py::arg("y"), py::arg("lr"), py::arg("t"),
              "Forward, loss, backward, optimizer update; returns the mean loss. GIL released.")
         .def("forward", &MlpStep::forward, py::arg("out"), py::arg("x"),

@@ -45,6 +45,7 @@ struct FusedOptim {
     double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // adam, adamw (eps also rmsprop)
     double alpha = 0.99;                              // rmsprop smoothing
     bool centered = false;                            // rmsprop
+    bool decay_bias = true;  // false: weight_decay on the weights only (scikit-learn's L2 term)
     long long step = 1;
 };
 

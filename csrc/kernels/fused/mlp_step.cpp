@@ -568,12 +568,49 @@ class OptimUpdate {
     bool has_wd_ = false;
 };
 
-// The whole buffer, split across threads.
+// The optimizer's hyper-parameters for the biases: no weight decay when
+// decay_bias is false (scikit-learn's L2 penalty covers the weights only).
+inline FusedOptim bias_optim(const FusedOptim& o) {
+    FusedOptim b = o;
+    if (!o.decay_bias) b.weight_decay = 0.0;
+    return b;
+}
+
+// The whole buffer, split across threads. With decay_bias false each thread's
+// range is cut at the bias vectors, which get the update without weight decay.
 template <class T>
 void optimizer_update(const MlpModel<T>& M, const FusedOptim& o) {
     if (o.kind == FusedOpt::none) return;
     const OptimUpdate<T> u(M, o);
-    parallel_elems(M.n_params, kElemMinWork, [&](index_t b, index_t e) { u.range(b, e); });
+    if (o.decay_bias || o.weight_decay == 0.0) {
+        parallel_elems(M.n_params, kElemMinWork, [&](index_t b, index_t e) { u.range(b, e); });
+        return;
+    }
+    const FusedOptim ob = bias_optim(o);  // OptimUpdate keeps a reference to it
+    const OptimUpdate<T> ub(M, ob);
+    parallel_elems(M.n_params, kElemMinWork, [&](index_t b, index_t e) {
+        index_t i = b;
+        while (i < e) {
+            // the bias vector containing i, or the next one after it
+            index_t bs = e, be = e;
+            for (int l = 0; l < M.n_layers; ++l) {
+                const index_t lo = M.b_off[l], hi = lo + M.dims[l + 1];
+                if (lo >= 0 && hi > i && lo < bs) {
+                    bs = lo;
+                    be = hi;
+                }
+            }
+            if (bs > i) {  // weights up to the bias vector
+                const index_t stop = bs < e ? bs : e;
+                u.range(i, stop);
+                i = stop;
+                continue;
+            }
+            const index_t stop = be < e ? be : e;  // i lies in [bs, be)
+            ub.range(i, stop);
+            i = stop;
+        }
+    });
 }
 
 template <class T>
@@ -599,6 +636,8 @@ double train_step(const MlpModel<T>& M, const MlpBatch<T>& B, const FusedOptim& 
     // before its weights change.
     const bool fused_update = n <= kSmallBatch && opt.kind != FusedOpt::none;
     const OptimUpdate<T> update(M, opt);
+    const FusedOptim opt_bias = bias_optim(opt);  // OptimUpdate keeps a reference to it
+    const OptimUpdate<T> update_bias(M, opt_bias);
     for (int l = L - 1; l >= 0; --l) {
         const index_t di = M.dims[l], dout = M.dims[l + 1];
         const T* h = ws + W.h[l];
@@ -647,7 +686,7 @@ double train_step(const MlpModel<T>& M, const MlpBatch<T>& B, const FusedOptim& 
         }
         if (M.b_off[l] >= 0) {
             call_colsum<T>(M.grads + M.b_off[l], g, n, dout);
-            if (fused_update) update.range(M.b_off[l], M.b_off[l] + dout);
+            if (fused_update) update_bias.range(M.b_off[l], M.b_off[l] + dout);
         }
         if (l > 0) {
             T* t = g;

@@ -50,6 +50,7 @@ class OptimConfig:
     alpha: float = 0.99
     centered: bool = False
     maximize: bool = False
+    decay_bias: bool = True  # False: weight_decay on the weights only, not the biases
 
 
 @dataclass

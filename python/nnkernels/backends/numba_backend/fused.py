@@ -20,7 +20,7 @@ __all__ = ["mlp_step_plan"]
 OPT_CODE = {"none": 0, "sgd": 1, "adam": 2, "adamw": 3, "rmsprop": 4}
 # hyper-parameter vector layout (float64)
 HP = ("lr", "weight_decay", "momentum", "dampening", "nesterov", "beta1", "beta2", "eps", "alpha",
-      "centered", "maximize", "step")
+      "centered", "maximize", "step", "decay_bias")
 
 
 @jit
@@ -184,9 +184,27 @@ def _mlp_step(params, grads, s0, s1, s2, dims, acts, act_params, w_off, b_off, x
             t = g_off
             g_off = gn_off
             gn_off = t
-    # ---- optimizer: one pass over the flat buffer (PyTorch single-tensor formulas)
-    _update(params, grads, s0, s1, s2, opt_code, hp)
+    # ---- optimizer: one pass over the flat buffer (PyTorch single-tensor formulas);
+    # decay_bias == 0: the bias vectors are updated without weight decay
+    if hp[12] != 0.0 or hp[1] == 0.0:
+        _update(params, grads, s0, s1, s2, opt_code, hp)
+    else:
+        hp_bias = hp.copy()
+        hp_bias[1] = 0.0
+        for l in range(L):
+            a, e = w_off[l], w_off[l] + dims[l] * dims[l + 1]
+            _update(params[a:e], grads[a:e], _seg(s0, a, e), _seg(s1, a, e), _seg(s2, a, e), opt_code, hp)
+            if b_off[l] >= 0:
+                a, e = b_off[l], b_off[l] + dims[l + 1]
+                _update(params[a:e], grads[a:e], _seg(s0, a, e), _seg(s1, a, e), _seg(s2, a, e),
+                        opt_code, hp_bias)
     return loss
+
+
+@jit
+def _seg(s, a, e):
+    """s[a:e] of a state buffer, or the unused 1-element placeholder itself."""
+    return s if s.shape[0] == 1 else s[a:e]
 
 
 def _update_body(params, grads, s0, s1, s2, opt_code, hp):
@@ -305,6 +323,7 @@ class NumbaMlpStep:
         c = config
         self._hp[1:11] = (c.weight_decay, c.momentum, c.dampening, float(c.nesterov), c.beta1, c.beta2,
                           c.eps, c.alpha, float(c.centered), float(c.maximize))
+        self._hp[12] = float(c.decay_bias)
 
     def _workspace(self, n):
         w = self._ws.get(n)

@@ -75,17 +75,26 @@ def loss_and_grad(out, y, loss):
     return float((d.astype(np.float64) ** 2).sum() / (n * c)), g
 
 
-def optimizer_update(kind, p, g, state, cfg: OptimConfig, lr, t):
-    """In-place PyTorch single-tensor update of the flat buffers."""
+def optimizer_update(kind, p, g, state, cfg: OptimConfig, lr, t, bias_slices=()):
+    """In-place PyTorch single-tensor update of the flat buffers.
+
+    With ``cfg.decay_bias`` False, the flat ranges in ``bias_slices`` get no
+    weight decay (a per-element decay vector)."""
     dt = p.dtype.type
     if kind == "none":
         return
     if cfg.maximize:
         g = -g
     wd = cfg.weight_decay
+    has_wd = wd != 0
+    wdv, decay = dt(wd), dt(1 - lr * wd)  # g + wdv * p (coupled), p * decay (AdamW)
+    if has_wd and not cfg.decay_bias and bias_slices:
+        wdv, decay = np.full(p.shape, wdv), np.full(p.shape, decay)
+        for sl in bias_slices:
+            wdv[sl], decay[sl] = 0, 1
     if kind == "sgd":
-        if wd:
-            g = g + dt(wd) * p
+        if has_wd:
+            g = g + wdv * p
         if cfg.momentum:
             buf = state[0]
             if t <= 1:
@@ -97,11 +106,11 @@ def optimizer_update(kind, p, g, state, cfg: OptimConfig, lr, t):
         p += dt(-lr) * g
     elif kind in ("adam", "adamw"):
         m, v = state[0], state[1]
-        if wd:
+        if has_wd:
             if kind == "adamw":
-                p *= dt(1 - lr * wd)
+                p *= decay
             else:
-                g = g + dt(wd) * p
+                g = g + wdv * p
         m += dt(1 - cfg.beta1) * (g - m)
         v *= dt(cfg.beta2)
         v += dt(1 - cfg.beta2) * (g * g)
@@ -111,8 +120,8 @@ def optimizer_update(kind, p, g, state, cfg: OptimConfig, lr, t):
         p += dt(-lr / bc1) * (m / denom)
     elif kind == "rmsprop":
         sq, buf, ga = state[0], state[1], state[2]
-        if wd:
-            g = g + dt(wd) * p
+        if has_wd:
+            g = g + wdv * p
         a = cfg.alpha
         sq *= dt(a)
         sq += dt(1 - a) * (g * g)
@@ -179,7 +188,8 @@ class NumpyMlpStep:
                 G[s.b_off[l]:s.b_off[l] + o] = dz.sum(axis=0, dtype=dz.dtype)
             if l > 0:
                 g = dz @ W
-        optimizer_update(s.optimizer, s.params, G, s.state, self.config, lr, t)
+        biases = [slice(b, b + d) for b, d in zip(s.b_off, s.dims[1:]) if b >= 0]
+        optimizer_update(s.optimizer, s.params, G, s.state, self.config, lr, t, biases)
         return loss
 
 
