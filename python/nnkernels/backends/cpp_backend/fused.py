@@ -3,11 +3,14 @@ call with the GIL released (csrc/kernels/fused/mlp_step.cpp)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import fields
 
 from ..._native import _C
+from ..interface.fused import OptimConfig
 
 __all__ = ["mlp_step_plan"]
+
+_FIELDS = tuple(f.name for f in fields(OptimConfig))
 
 
 class CppMlpStep:
@@ -22,7 +25,8 @@ class CppMlpStep:
         self.forward = self._c.forward
 
     def set_optimizer(self, config) -> None:
-        self._c.set_optimizer(0.0, **asdict(config))
+        # the fields by name, not dataclasses.asdict (a deep copy: ~50 us per call)
+        self._c.set_optimizer(0.0, **{f: getattr(config, f) for f in _FIELDS})
 
     @property
     def workspace_bytes(self) -> int:
