@@ -239,3 +239,54 @@ def test_poisson_regressor_and_regressor_early_stopping_match_sklearn(digits):
         assert ours.out_activation_ == ref.out_activation_ and ours.n_iter_ == ref.n_iter_
         np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-4)
         np.testing.assert_allclose(ours.coefs_[0], ref.coefs_[0], rtol=2e-3, atol=2e-4)
+
+
+@pytest.mark.parametrize("params, fused", [
+    (dict(), True), (dict(activation="tanh", early_stopping=True, n_iter_no_change=2), True),
+    (dict(activation="logistic", hidden_layer_sizes=(12, 8), batch_size=50, shuffle=False), True),
+    (dict(solver="sgd"), False)])
+def test_multiclass_adam_runs_the_fused_step(digits, monkeypatch, params, fused):
+    # multiclass + adam: one native call per minibatch (_FusedStep); the result is
+    # scikit-learn's in float64 (dtype=None) to rounding
+    import nnkernels.sklearn as nks
+    calls = []
+    run = nks._FusedStep.run
+    monkeypatch.setattr(nks._FusedStep, "run", lambda self, xb, yb: calls.append(len(xb)) or run(self, xb, yb))
+    Xtr, Xte, ytr, _ = digits
+    X64 = Xtr.astype(np.float64)
+    kw = {"hidden_layer_sizes": (16,), "random_state": 0, "max_iter": 6, **params}
+    ref = _fit_quietly(skn.MLPClassifier(**kw), X64, ytr)
+    ours = _fit_quietly(MLPClassifier(dtype=None, **kw), X64, ytr)
+    assert bool(calls) == fused
+    assert ours.n_iter_ == ref.n_iter_
+    for a, b in zip(ours.coefs_ + ours.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-9)
+    if fused:  # Adam's moments are written back: partial_fit continues like scikit-learn's
+        for a, b in zip(ours._optimizer.ms + ours._optimizer.vs, ref._optimizer.ms + ref._optimizer.vs):
+            np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-12)
+
+
+def test_take_rows_gathers_converts_and_checks():
+    from nnkernels import _C
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 37))
+    idx = rng.integers(0, 300, 120)
+    for dt in (np.float32, np.float64):
+        out = np.empty((120, 37), dt)
+        _C.take_rows(out, X, idx)
+        np.testing.assert_array_equal(out, X[idx].astype(dt))
+        full = np.empty((300, 37), dt)
+        _C.take_rows(full, X.astype(np.float32), None)
+        np.testing.assert_array_equal(full, X.astype(np.float32).astype(dt))
+    out = np.empty((2, 37))
+    with pytest.raises(ValueError, match=r"idx: index 300 at position 1"):
+        _C.take_rows(out, X, np.array([0, 300]))
+    with pytest.raises(ValueError, match="out"):
+        _C.take_rows(np.empty((3, 37)), X, np.array([0, 1]))
+    with pytest.raises(TypeError, match="idx"):
+        _C.take_rows(out, X, np.array([0, 1], dtype=np.int32))
+    with pytest.raises(TypeError, match="x"):
+        _C.take_rows(out, X.astype(np.int64), np.array([0, 1]))
+    with pytest.raises(ValueError, match="x"):
+        _C.take_rows(out, X[:, ::2], np.array([0, 1]))

@@ -3,7 +3,10 @@
 // workspace (grown to the largest batch seen, then reused: a step allocates
 // nothing). step() and forward() check their arrays with the GIL held, then
 // run the whole step with the GIL released.
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <type_traits>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -263,7 +266,69 @@ class MlpStep {
 
 }  // namespace
 
+// Minibatch gather for training loops: out[i, :] = x[idx[i], :] (all rows when
+// idx is None), converting float64 -> float32 (or back) on the way. x and out
+// are C-contiguous 2-D float arrays; rows are independent, so threads split
+// them once the copy is large enough. Every index is checked with the GIL held.
+template <class To, class From>
+void copy_rows(To* out, const From* x, const std::int64_t* idx, index_t n, index_t d) {
+    const int nt = threads_for(n * d, index_t(1) << 16);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (index_t i = 0; i < n; ++i) {
+        const From* src = x + (idx ? idx[i] : i) * d;
+        To* dst = out + i * d;
+        if (idx && i + 4 < n) __builtin_prefetch(x + idx[i + 4] * d);  // the row after next
+        if constexpr (std::is_same_v<To, From>) {
+            std::memcpy(dst, src, static_cast<std::size_t>(d) * sizeof(To));
+        } else {
+            for (index_t j = 0; j < d; ++j) dst[j] = static_cast<To>(src[j]);
+        }
+    }
+}
+
+void take_rows(py::array out, py::array x, py::object idx_obj) {
+    require_ndim(x, "x", 2);
+    require_c_contiguous(x, "x");
+    require_ndim(out, "out", 2);
+    require_c_contiguous(out, "out");
+    require_writeable(out, "out");
+    const DType dx = float_dtype(x, "x"), dout = float_dtype(out, "out");
+    const index_t n_x = x.shape(0), d = x.shape(1);
+    const std::int64_t* idx = nullptr;
+    py::array idx_arr;
+    index_t n = n_x;
+    if (!idx_obj.is_none()) {
+        idx_arr = py::reinterpret_borrow<py::array>(idx_obj);
+        if (!py::isinstance<py::array>(idx_obj) || !same_native_type(idx_arr.dtype(), py::dtype::of<std::int64_t>()))
+            throw py::type_error("idx: expected an int64 array or None");
+        require_ndim(idx_arr, "idx", 1);
+        require_c_contiguous(idx_arr, "idx");
+        idx = static_cast<const std::int64_t*>(idx_arr.data());
+        n = idx_arr.shape(0);
+        for (index_t i = 0; i < n; ++i)
+            if (idx[i] < 0 || idx[i] >= n_x)
+                throw py::value_error("idx: index " + std::to_string(idx[i]) + " at position " +
+                                      std::to_string(i) + " is out of range [0, " + std::to_string(n_x) + ")");
+    }
+    if (out.shape(0) != n || out.shape(1) != d)
+        throw py::value_error("out: expected shape (" + std::to_string(n) + ", " + std::to_string(d) +
+                              "), got " + shape_str(out));
+    require_no_overlap(out, "out", x, "x");
+    py::gil_scoped_release release;
+    if (dx == DType::f32 && dout == DType::f32)
+        copy_rows(static_cast<float*>(out.mutable_data()), static_cast<const float*>(x.data()), idx, n, d);
+    else if (dx == DType::f64 && dout == DType::f64)
+        copy_rows(static_cast<double*>(out.mutable_data()), static_cast<const double*>(x.data()), idx, n, d);
+    else if (dx == DType::f64)
+        copy_rows(static_cast<float*>(out.mutable_data()), static_cast<const double*>(x.data()), idx, n, d);
+    else
+        copy_rows(static_cast<double*>(out.mutable_data()), static_cast<const float*>(x.data()), idx, n, d);
+}
+
 void register_fused(py::module_& m) {
+    m.def("take_rows", &take_rows, py::arg("out"), py::arg("x"), py::arg("idx"),
+          "out[i] = x[idx[i]] (idx None: every row), float32/float64 either way; threads over rows. "
+          "GIL released.");
     py::class_<MlpStep>(m, "MlpStep",
                         "Fused MLP training step over flat parameter/gradient/state buffers "
                         "(see nnk/fused.h).")

@@ -17,6 +17,12 @@ prediction code. What changes is the stochastic training loop (solvers
 * update: one fused, in-place optimizer kernel per parameter array (Adam or
   SGD with momentum/Nesterov, written to give scikit-learn's update rule).
 
+Multiclass classification with ``solver="adam"`` goes further: the whole
+minibatch step (forward, softmax cross-entropy, backward, the L2 term and
+scikit-learn's Adam update) is ONE call into the backend's fused MLP step
+(docs/fused-step.md), on flat copies of ``coefs_``/``intercepts_`` and the
+Adam moments that are written back after every epoch (see :class:`_FusedStep`).
+
 Three extra parameters: ``backend`` (None: nnkernels' current backend),
 ``n_threads`` (None: nnkernels' current thread count; otherwise used for the
 duration of ``fit``/``partial_fit``) and ``dtype``: the precision training
@@ -51,8 +57,10 @@ from sklearn.utils import gen_batches, shuffle as _sk_shuffle
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from . import ops
+from ._native import _C
 from ._threads import get_num_threads, set_num_threads
 from .backends import available_backends, resolve
+from .backends.interface.fused import MlpSpec, OptimConfig
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -260,12 +268,16 @@ class _NNKMixin:
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
         dt = self.coefs_[0].dtype
-        step = _Step(self, dt, batch_size, y_train.shape[1])
+        fused = _FusedStep.make(self, dt, batch_size)
+        step = fused if fused is not None else _Step(self, dt, batch_size, y_train.shape[1])
         if X_train.dtype != dt and X_train.shape[0] * X_train.shape[1] * dt.itemsize <= _CONVERT_ONCE_BYTES:
             # one conversion for the whole fit, rather than one per minibatch and epoch
-            X_train = X_train.astype(dt)
+            X_train = _convert_rows(X_train, dt)
         X_train = np.ascontiguousarray(X_train)  # else any float dtype: batches are converted to dt
-        y_train = np.ascontiguousarray(y_train, dtype=dt)
+        if fused is not None:  # class indices (y_train is the label-binarized one-hot matrix)
+            y_train = np.argmax(y_train, axis=1).astype(np.int64)
+        else:
+            y_train = np.ascontiguousarray(y_train, dtype=dt)
         try:
             self.n_iter_ = 0
             for it in range(self.max_iter):
@@ -281,6 +293,8 @@ class _NNKMixin:
                     batch_loss = step.run(xb, yb)
                     accumulated_loss += batch_loss * (batch_slice.stop - batch_slice.start)
 
+                if fused is not None:
+                    fused.sync()  # coefs_/intercepts_ and the optimizer state, for what follows
                 self.n_iter_ += 1
                 self.loss_ = accumulated_loss / X_train.shape[0]
                 self.t_ += n_samples
@@ -307,12 +321,148 @@ class _NNKMixin:
                                   ConvergenceWarning)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
+        finally:
+            if fused is not None:
+                fused.sync()
         if early_stopping:
             self.coefs_ = self._best_coefs
             self.intercepts_ = self._best_intercepts
 
     def _is_classifier(self) -> bool:
         return isinstance(self, _SkMLPClassifier)
+
+
+def _take_rows(out, X, idx) -> None:
+    """out[:] = X[idx] in out's dtype: the native row gather (threads over rows,
+    converts on the way) for C-contiguous float X, NumPy otherwise."""
+    if X.dtype in (np.float32, np.float64) and X.flags.c_contiguous:
+        _C.take_rows(out, X, np.asarray(idx, dtype=np.int64))
+    elif X.dtype == out.dtype:
+        np.take(X, idx, axis=0, out=out)
+    else:
+        out[...] = X[idx]
+
+
+def _convert_rows(X, dt):
+    """X in dtype dt (the training copy made once per fit), converted by threads."""
+    if X.dtype in (np.float32, np.float64) and X.flags.c_contiguous and X.ndim == 2:
+        out = np.empty(X.shape, dtype=dt)
+        _C.take_rows(out, X, None)
+        return out
+    return X.astype(dt)
+
+
+_FUSED_ACT = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "identity": "none"}
+
+
+class _FusedStep:
+    """A minibatch step of multiclass ``solver="adam"`` as ONE native call.
+
+    The backend's fused MLP step (``mlp_step_plan``) does forward, softmax
+    cross-entropy, backward and the update. It works on flat buffers in its
+    own layout (W0 as (out, in), b0, W1, b1, ...; so ``coefs_[i]`` is
+    ``W_i.T``), filled from ``coefs_``, ``intercepts_`` and the Adam moments
+    ``ms``/``vs`` when the step is built; :meth:`sync` writes them back (after
+    every epoch and at the end of the fit, so early stopping, validation
+    scores, ``partial_fit`` and ``warm_start`` see the usual attributes).
+
+    scikit-learn's semantics, per step t with batch size n:
+    * L2 term: gradient ``alpha * W / n`` on the weights only = the kernel's
+      coupled weight decay ``alpha / n`` with ``decay_bias=False``; its
+      ``0.5 * alpha * sum(W**2) / n`` is added to the reported loss, from the
+      weights before the update, as scikit-learn does;
+    * Adam: scikit-learn's ``lr * sqrt(1-b2^t)/(1-b1^t) * m / (sqrt(v) + eps)``
+      is the kernel's (PyTorch's) rule with eps replaced by ``eps / sqrt(1-b2^t)``
+      (as :class:`_AdamKernel` does).
+    """
+
+    @classmethod
+    def make(cls, est, dt, batch_size: int):
+        """The fused step for ``est``, or None when its loop must run layer by layer."""
+        if (est.solver != "adam" or est.out_activation_ != "softmax" or est.activation not in _FUSED_ACT
+                or len(est.coefs_) > 32 or not isinstance(est._optimizer, _AdamKernel)):
+            return None
+        kernels = resolve(est.backend)
+        if "mlp_step_plan" not in kernels.kernels:
+            return None
+        return cls(est, dt, batch_size, kernels)
+
+    def __init__(self, est, dt, batch_size: int, kernels) -> None:
+        self.est, self.dt = est, np.dtype(dt)
+        coefs, L = est.coefs_, len(est.coefs_)
+        dims = [coefs[0].shape[0]] + [c.shape[1] for c in coefs]
+        w_off, b_off, off = [], [], 0
+        for l in range(L):
+            w_off.append(off)
+            off += dims[l] * dims[l + 1]
+            b_off.append(off)
+            off += dims[l + 1]
+        self.params, self.grads = np.empty(off, self.dt), np.zeros(off, self.dt)
+        self.m, self.v = np.empty(off, self.dt), np.empty(off, self.dt)
+
+        def views(flat):  # per layer: W (out, in) and b views of a flat buffer
+            return ([flat[w:w + dims[l] * dims[l + 1]].reshape(dims[l + 1], dims[l])
+                     for l, w in enumerate(w_off)],
+                    [flat[b:b + dims[l + 1]] for l, b in enumerate(b_off)])
+
+        self.layers = [views(a) for a in (self.params, self.m, self.v)]
+        opt = est._optimizer
+        for (W, b), src in zip(self.layers, ((est.coefs_, est.intercepts_), (opt.ms[:L], opt.ms[L:]),
+                                             (opt.vs[:L], opt.vs[L:]))):
+            for l in range(L):
+                W[l][...] = src[0][l].T
+                b[l][...] = src[1][l]
+        self.w_flat = [self.params[w:w + dims[l] * dims[l + 1]] for l, w in enumerate(w_off)]
+        acts = [_FUSED_ACT[est.activation]] * (L - 1) + ["none"]
+        self.betas = (float(opt.beta_1), float(opt.beta_2))
+        spec = MlpSpec(tuple(dims), tuple(acts), (0.0,) * L, tuple(w_off), tuple(b_off), self.params,
+                       self.grads, (self.m, self.v), "cross_entropy", "adam", self._config(0.0, 1e-8))
+        self.impl = kernels.mlp_step_plan(spec)
+        self.xbuf = np.empty((batch_size, dims[0]), self.dt)
+        self.ybuf = np.empty(batch_size, np.int64)
+
+    def _config(self, weight_decay: float, eps: float) -> OptimConfig:
+        return OptimConfig(weight_decay=weight_decay, beta1=self.betas[0], beta2=self.betas[1], eps=eps,
+                           decay_bias=False)
+
+    def gather(self, X, y, idx):
+        """Rows ``idx`` of X (in the training dtype) and of the class indices y, in reused buffers."""
+        n = len(idx)
+        xb, yb = self.xbuf[:n], self.ybuf[:n]
+        _take_rows(xb, X, idx)
+        np.take(y, idx, out=yb)
+        return xb, yb
+
+    def slice(self, X, y, sl):
+        if X.dtype == self.dt:
+            return X[sl], y[sl]
+        xb = self.xbuf[:sl.stop - sl.start]
+        xb[...] = X[sl]
+        return xb, y[sl]
+
+    def run(self, xb, yb) -> float:
+        est, opt = self.est, self.est._optimizer
+        n = xb.shape[0]
+        opt.t += 1
+        t = opt.t
+        bc2 = 1.0 - opt.beta_2 ** t
+        opt.learning_rate = opt.learning_rate_init * math.sqrt(bc2) / (1.0 - opt.beta_1 ** t)
+        self.impl.set_optimizer(self._config(est.alpha / n, opt.epsilon / math.sqrt(bc2)))
+        l2 = 0.0
+        for w in self.w_flat:  # the penalty of the weights this step starts from
+            l2 += float(np.dot(w, w))
+        loss = self.impl.step(xb, yb, float(opt.learning_rate_init), t)
+        return loss + 0.5 * est.alpha * l2 / n
+
+    def sync(self) -> None:
+        """Write the weights and Adam moments back to coefs_, intercepts_ and ms/vs."""
+        est, L = self.est, len(self.est.coefs_)
+        opt = est._optimizer
+        for (W, b), dst in zip(self.layers, ((est.coefs_, est.intercepts_), (opt.ms[:L], opt.ms[L:]),
+                                             (opt.vs[:L], opt.vs[L:]))):
+            for l in range(L):
+                dst[0][l][...] = W[l].T
+                dst[1][l][...] = b[l]
 
 
 class _Step:
@@ -340,10 +490,7 @@ class _Step:
         """Rows ``idx`` of X and y, in the training dtype, in reused buffers."""
         n = len(idx)
         xb, yb = self.xbuf[:n], self.ybuf[:n]
-        if X.dtype == self.dt:
-            np.take(X, idx, axis=0, out=xb)
-        else:
-            xb[...] = X[idx]
+        _take_rows(xb, X, idx)
         np.take(y, idx, axis=0, out=yb)
         return xb, yb
 
