@@ -71,3 +71,52 @@ def test_each_variant_has_its_own_kernels():
     info = _C.cpu_info()
     for isa in info["compiled"]:
         assert any(f"nnk::{isa}::gemm_kernels" in n for n in names), isa
+
+
+def _doc_params(fn) -> list:
+    """Parameter names from a pybind11 signature line 'name(a: T, b: U = 1) -> R'."""
+    line = fn.__doc__.splitlines()[0]
+    inner = line[line.index("(") + 1:line.rindex(")")]
+    names, depth, cur = [], 0, ""
+    for ch in inner + ",":
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            if cur.strip():
+                names.append(cur.split(":")[0].strip())
+            cur = ""
+        else:
+            cur += ch
+    return [n for n in names if n != "self"]
+
+
+def test_type_stub_matches_the_module():
+    # python/nnkernels/_C.pyi (tools/gen-stub.sh) names every function, class and
+    # method of the compiled module with the same parameters, and nothing else
+    import ast
+    import pathlib
+
+    import nnkernels
+    stub = pathlib.Path(nnkernels.__file__).with_name("_C.pyi")
+    tree = ast.parse(stub.read_text())
+    stub_funcs = {n.name: [a.arg for a in n.args.args] for n in tree.body if isinstance(n, ast.FunctionDef)}
+    stub_classes = {n.name: {m.name: [a.arg for a in m.args.args if a.arg != "self"]
+                             for m in n.body if isinstance(m, ast.FunctionDef)}
+                    for n in tree.body if isinstance(n, ast.ClassDef)}
+    public = {k: v for k, v in vars(_C).items() if not k.startswith("_")}
+    funcs = {k: v for k, v in public.items() if callable(v) and not isinstance(v, type)}
+    classes = {k: v for k, v in public.items() if isinstance(v, type)}
+    assert set(stub_funcs) == set(funcs)
+    assert set(stub_classes) == set(classes)
+    for name, fn in funcs.items():
+        assert stub_funcs[name] == _doc_params(fn), name
+    for cname, cls in classes.items():
+        for mname, params in stub_classes[cname].items():
+            if mname.startswith("__") and mname != "__init__":
+                continue
+            member = getattr(cls, mname)
+            if isinstance(member, property):
+                continue
+            assert params == _doc_params(member), f"{cname}.{mname}"
