@@ -273,17 +273,21 @@ class MlpStep {
 template <class To, class From>
 void copy_rows(To* out, const From* x, const std::int64_t* idx, index_t n, index_t d) {
     const int nt = threads_for(n * d, index_t(1) << 16);
+    OmpErrors errors;  // nothing here throws; the guard is the rule for every region
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (index_t i = 0; i < n; ++i) {
-        const From* src = x + (idx ? idx[i] : i) * d;
-        To* dst = out + i * d;
-        if (idx && i + 4 < n) __builtin_prefetch(x + idx[i + 4] * d);  // the row after next
-        if constexpr (std::is_same_v<To, From>) {
-            std::memcpy(dst, src, static_cast<std::size_t>(d) * sizeof(To));
-        } else {
-            for (index_t j = 0; j < d; ++j) dst[j] = static_cast<To>(src[j]);
-        }
+        errors.run([&] {
+            const From* src = x + (idx ? idx[i] : i) * d;
+            To* dst = out + i * d;
+            if (idx && i + 4 < n) __builtin_prefetch(x + idx[i + 4] * d);  // the row after next
+            if constexpr (std::is_same_v<To, From>) {
+                std::memcpy(dst, src, static_cast<std::size_t>(d) * sizeof(To));
+            } else {
+                for (index_t j = 0; j < d; ++j) dst[j] = static_cast<To>(src[j]);
+            }
+        });
     }
+    errors.rethrow();
 }
 
 void take_rows(py::array out, py::array x, py::object idx_obj) {
