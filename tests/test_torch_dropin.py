@@ -368,3 +368,70 @@ def test_import_nnkernels_does_not_import_torch():
     env["PYTHONPATH"] = os.path.dirname(os.path.dirname(nnkernels.__file__))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
+
+
+def test_optimizer_hooks_profiler_zero_grad_and_mixed_dtypes():
+    # step hooks run once per step (ours and torch.optim's global ones), also on the
+    # fallback path; the profiler sees the step; float32 and float64 params in one group
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])  # torch.optim.Adam.step gets torch's wrapper
+    ps = [torch.nn.Parameter(torch.randn(7)), torch.nn.Parameter(torch.randn(3, 2, dtype=torch.float64))]
+    qs = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    ours, ref = nt.Adam(ps, lr=0.1, amsgrad=True), torch.optim.Adam(qs, lr=0.1, amsgrad=True)
+    calls = []
+    ours.register_step_pre_hook(lambda o, a, k: calls.append("pre"))
+    ours.register_step_post_hook(lambda o, a, k: calls.append("post"))
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+    h = register_optimizer_step_pre_hook(lambda o, a, k: calls.append("global"))
+    for _ in range(3):
+        for o, ts in ((ours, ps), (ref, qs)):
+            o.zero_grad()
+            sum((t ** 2).sum() for t in ts).backward()
+            o.step()
+    h.remove()
+    assert calls.count("pre") == calls.count("post") == 3 and calls.count("global") == 6
+    for p, q in zip(ps, qs):
+        torch.testing.assert_close(p, q)
+    ours.zero_grad()
+    assert all(p.grad is None for p in ps)
+    sum(p.sum() for p in ps).backward()
+    ours.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.any() for p in ps)
+    # tensor lr: torch.optim's step, its hooks still once
+    calls.clear()
+    ours.param_groups[0]["lr"] = torch.tensor(0.1)
+    ours.step()
+    assert calls == ["pre", "post"]
+    ours.param_groups[0]["lr"] = 0.1
+    with torch.profiler.profile() as prof:
+        ours.step()
+    assert any("Optimizer.step#Adam.step" in e.name for e in prof.events())
+
+
+def test_adam_step_multi_checks_its_lists():
+    from nnkernels import _C
+    p, m, v, g = (np.zeros(4, np.float32) for _ in range(4))
+    q = np.zeros(3, np.float64)
+    args = (0.1, 0.9, 0.999, 1e-8, 0.0, False, False, False)
+    with pytest.raises(ValueError, match="exp_avgs"):
+        _C.adam_step_multi([p], [], [v], None, [g], [1], *args)
+    with pytest.raises(TypeError, match="params"):
+        _C.adam_step_multi([p, q], [m, q.copy()], [v, q.copy()], None, [g, q.copy()], [1, 1], *args)
+    with pytest.raises(ValueError, match="share memory"):
+        big = np.zeros(8, np.float32)
+        _C.adam_step_multi([big[:4], big[2:6]], [m, m.copy()], [v, v.copy()], None, [g, g.copy()], [1, 1],
+                           *args)
+    with pytest.raises(ValueError, match="step"):
+        _C.adam_step_multi([p], [m], [v], None, [g], [0], *args)
+    with pytest.raises(ValueError, match="max_exp_avg_sqs"):
+        _C.adam_step_multi([p], [m], [v], None, [g], [1], 0.1, 0.9, 0.999, 1e-8, 0.0, True, False, False)
+    # the update itself: the same as adam_step per entry
+    rng = np.random.default_rng(0)
+    a = [rng.standard_normal(n).astype(np.float32) for n in (5, 40)]
+    b = [x.copy() for x in a]
+    grads = [rng.standard_normal(x.shape).astype(np.float32) for x in a]
+    sa = [[np.zeros_like(x) for x in a] for _ in range(2)]
+    sb = [[np.zeros_like(x) for x in a] for _ in range(2)]
+    _C.adam_step_multi(a, sa[0], sa[1], None, grads, [1, 3], *args)
+    for i in range(2):
+        _C.adam_step(b[i], sb[0][i], sb[1][i], None, grads[i], [1, 3][i], *args)
+        np.testing.assert_array_equal(a[i], b[i])

@@ -2,9 +2,13 @@
 // written or read in place and is never converted: each must have exactly
 // param's dtype and size, be C-contiguous, and (if written) writeable; no two
 // arrays may overlap. Checked with the GIL held; the update runs without it.
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <pybind11/stl.h>
 
 #include "nnk/bind_util.h"
 #include "nnk/optim.h"
@@ -97,6 +101,71 @@ void adam_entry(py::array param, py::array exp_avg, py::array exp_avg_sq, py::ob
     dt == DType::f32 ? run(float()) : run(double());
 }
 
+// Adam/AdamW over a list of parameters in one call (a multi-tensor step, as
+// torch.optim's foreach path): every entry is checked like adam_entry, all with
+// the GIL held, then the updates run one after the other without it.
+void adam_multi_entry(std::vector<py::array> params, std::vector<py::array> exp_avgs,
+                      std::vector<py::array> exp_avg_sqs, py::object max_exp_avg_sqs,
+                      std::vector<py::array> grads, std::vector<long long> steps, double lr, double beta1,
+                      double beta2, double eps, double weight_decay, bool amsgrad, bool maximize,
+                      bool decoupled) {
+    const size_t n = params.size();
+    auto same_len = [&](size_t len, const char* name) {
+        if (len != n)
+            throw py::value_error(std::string(name) + ": expected " + std::to_string(n) +
+                                  " entries (one per param), got " + std::to_string(len));
+    };
+    same_len(exp_avgs.size(), "exp_avgs");
+    same_len(exp_avg_sqs.size(), "exp_avg_sqs");
+    same_len(grads.size(), "grads");
+    same_len(steps.size(), "steps");
+    std::vector<py::array> vmax;
+    if (amsgrad) {
+        if (max_exp_avg_sqs.is_none())
+            throw py::value_error("max_exp_avg_sqs: required by amsgrad=True, got None");
+        vmax = max_exp_avg_sqs.cast<std::vector<py::array>>();
+        same_len(vmax.size(), "max_exp_avg_sqs");
+    }
+    if (n == 0) return;
+    const DType dt = float_dtype(params[0], "params[0]");
+    std::vector<AdamArgs<float>> af;
+    std::vector<AdamArgs<double>> ad;
+    for (size_t i = 0; i < n; ++i) {
+        check_step(steps[i]);
+        if (float_dtype(params[i], "params") != dt)
+            throw py::type_error("params: every entry must have the dtype of params[0] (" +
+                                 dtype_str(params[0]) + "), entry " + std::to_string(i) + " is " +
+                                 dtype_str(params[i]));
+        check_arrays({{"params", &params[i], true}, {"exp_avgs", &exp_avgs[i], true},
+                      {"exp_avg_sqs", &exp_avg_sqs[i], true},
+                      {"max_exp_avg_sqs", amsgrad ? &vmax[i] : nullptr, true}, {"grads", &grads[i], false}});
+        auto fill = [&](auto& out, auto tag) {
+            using T = decltype(tag);
+            out.push_back(AdamArgs<T>{ptr<T>(&params[i]), ptr<T>(&exp_avgs[i]), ptr<T>(&exp_avg_sqs[i]),
+                                      amsgrad ? ptr<T>(&vmax[i]) : nullptr,
+                                      static_cast<const T*>(grads[i].data()), index_t(params[i].size()),
+                                      steps[i], lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
+                                      decoupled});
+        };
+        if (dt == DType::f32) fill(af, float()); else fill(ad, double());
+    }
+    // distinct parameters must not share memory either (one update would feed the next):
+    // sorted by address, each must end before the next starts
+    std::vector<std::pair<std::uintptr_t, size_t>> spans;
+    for (size_t i = 0; i < n; ++i)
+        if (params[i].size() > 0) spans.push_back({reinterpret_cast<std::uintptr_t>(params[i].data()), i});
+    std::sort(spans.begin(), spans.end());
+    for (size_t k = 0; k + 1 < spans.size(); ++k) {
+        const py::array& a = params[spans[k].second];
+        if (spans[k].first + static_cast<std::uintptr_t>(a.nbytes()) > spans[k + 1].first)
+            throw py::value_error("params: entries " + std::to_string(spans[k].second) + " and " +
+                                  std::to_string(spans[k + 1].second) + " share memory");
+    }
+    py::gil_scoped_release release;
+    for (const auto& a : af) optim().adam_f32(a);
+    for (const auto& a : ad) optim().adam_f64(a);
+}
+
 void rmsprop_entry(py::array param, py::array square_avg, py::object momentum_buf, py::object grad_avg,
                    py::array grad, double lr, double alpha, double eps, double weight_decay,
                    double momentum, bool centered, bool maximize) {
@@ -146,6 +215,11 @@ void register_optim(py::module_& m) {
           py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("amsgrad"),
           py::arg("maximize"), py::arg("decoupled"),
           "Fused in-place Adam/AdamW update (torch.optim.Adam/AdamW rule).");
+    m.def("adam_step_multi", &adam_multi_entry, py::arg("params"), py::arg("exp_avgs"),
+          py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"), py::arg("grads"), py::arg("steps"),
+          py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
+          py::arg("amsgrad"), py::arg("maximize"), py::arg("decoupled"),
+          "adam_step over lists of parameters (one step count each) in one call; GIL released once.");
     m.def("rmsprop_step", &rmsprop_entry, py::arg("param"), py::arg("square_avg"),
           py::arg("momentum_buf"), py::arg("grad_avg"), py::arg("grad"), py::arg("lr"), py::arg("alpha"),
           py::arg("eps"), py::arg("weight_decay"), py::arg("momentum"), py::arg("centered"),

@@ -8,7 +8,7 @@ names exactly the module's functions and their parameters.
 from __future__ import annotations
 from collections.abc import Sequence
 import numpy
-__all__: list[str] = ['MlpStep', 'act_backward', 'act_forward', 'act_info', 'adagrad_step', 'adam_step', 'bench_info', 'check_class_indices', 'colsum', 'copy_bandwidth', 'cpu_info', 'cross_entropy', 'fma_peak', 'gemm', 'gemm_info', 'get_num_threads', 'loss_info', 'nll_loss', 'pointwise_loss', 'rmsprop_step', 'set_isa', 'set_num_threads', 'sgd_step', 'softmax_backward', 'softmax_forward', 'take_rows', 'vmath']
+__all__: list[str] = ['MlpStep', 'act_backward', 'act_forward', 'act_info', 'adagrad_step', 'adam_step', 'adam_step_multi', 'bench_info', 'check_class_indices', 'colsum', 'copy_bandwidth', 'cpu_info', 'cross_entropy', 'fma_peak', 'gemm', 'gemm_info', 'get_num_threads', 'loss_info', 'nll_loss', 'pointwise_loss', 'rmsprop_step', 'set_isa', 'set_num_threads', 'sgd_step', 'softmax_backward', 'softmax_forward', 'take_rows', 'vmath']
 class MlpStep:
     """
     Fused MLP training step over flat parameter/gradient/state buffers (see nnk/fused.h).
@@ -50,6 +50,10 @@ def adagrad_step(param: numpy.ndarray, state_sum: numpy.ndarray, grad: numpy.nda
 def adam_step(param: numpy.ndarray, exp_avg: numpy.ndarray, exp_avg_sq: numpy.ndarray, max_exp_avg_sq: numpy.ndarray | None, grad: numpy.ndarray, step: int, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, amsgrad: bool, maximize: bool, decoupled: bool) -> None:
     """
     Fused in-place Adam/AdamW update (torch.optim.Adam/AdamW rule).
+    """
+def adam_step_multi(params: Sequence[numpy.ndarray], exp_avgs: Sequence[numpy.ndarray], exp_avg_sqs: Sequence[numpy.ndarray], max_exp_avg_sqs: numpy.ndarray | None, grads: Sequence[numpy.ndarray], steps: Sequence[int], lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, amsgrad: bool, maximize: bool, decoupled: bool) -> None:
+    """
+    adam_step over lists of parameters (one step count each) in one call; GIL released once.
     """
 def bench_info() -> dict:
     """

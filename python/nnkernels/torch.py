@@ -37,6 +37,7 @@ import torch
 import torch.nn as _tnn
 import torch.nn.functional as F
 from torch.nn.modules import module as _tnn_module  # global hook registries
+from torch.optim import optimizer as _torch_optimizer  # global step hook registries
 
 from . import ops as _ops
 from .backends import resolve as _resolve
@@ -707,6 +708,18 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _step_hooks_or_profiler(opt) -> bool:
+    """Step hooks (the optimizer's or global) are registered, or the autograd profiler runs."""
+    return bool(opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks
+                or getattr(_torch_optimizer, "_global_optimizer_pre_hooks", None)
+                or getattr(_torch_optimizer, "_global_optimizer_post_hooks", None)
+                or _profiler_enabled())
+
+
+def _profiler_enabled() -> bool:
+    return bool(getattr(torch.autograd.profiler, "_is_profiler_enabled", False))
+
+
 class _KernelOptimizer:
     """Mixin: ``step`` runs ``_kernel_step(group)`` when every group qualifies, else PyTorch's step.
 
@@ -714,38 +727,62 @@ class _KernelOptimizer:
     ``differentiable`` / ``capturable`` / ``fused`` is set, and every
     parameter with a gradient is a contiguous, plain CPU float32/float64
     tensor with a dense contiguous gradient of the same dtype (and so is its
-    optimizer state, if it already has some).
+    optimizer state, if it already has some). Parameters and state are
+    checked again whenever they are new tensors or their memory moved; the
+    gradients (new tensors every step) on every step.
+
+    torch.optim wraps ``step`` in a profiler range and its step hooks; here
+    that wrapper runs only when a hook is registered or the profiler is on
+    (it costs about 15 us a step otherwise).
     """
 
     _NUMBERS: tuple = ()
     _KERNELS: tuple = ()
+
+    def _param_ok(self, p, state) -> bool:
+        """p and its state tensors (checked once per tensors and memory, see _group_ok)."""
+        if not _plain(p) or not p.is_contiguous():
+            return False
+        for v in (state or {}).values():
+            if isinstance(v, torch.Tensor) and v.dim() > 0 and not (
+                    _plain(v) and v.dtype == p.dtype and v.shape == p.shape and v.is_contiguous()):
+                return False
+        return True
 
     def _group_ok(self, group) -> bool:
         if group.get("differentiable") or group.get("capturable") or group.get("fused"):
             return False
         if not all(_number(group[k]) for k in self._NUMBERS if k in group):
             return False
+        checked = self.__dict__.setdefault("_nnk_checked", {})
         for p in group["params"]:
             g = p.grad
             if g is None:
                 continue
-            if g.is_sparse or not _plain(p) or not _plain(g) or g.dtype != p.dtype:
+            if (type(g) is not torch.Tensor or g.dtype != p.dtype or g.layout is not torch.strided
+                    or not g.is_cpu or g.shape != p.shape or not g.is_contiguous() or g.is_neg()
+                    or _is_wrapped(g) or g.data_ptr() == p.data_ptr()):
                 return False
-            if g.shape != p.shape or not (p.is_contiguous() and g.is_contiguous()):
-                return False
-            if p.grad.data_ptr() == p.data_ptr():
-                return False
-            for v in self.state.get(p, {}).values():
-                if isinstance(v, torch.Tensor) and v.dim() > 0 and not (
-                        _plain(v) and v.dtype == p.dtype and v.shape == p.shape and v.is_contiguous()):
+            state = self.state.get(p)
+            key = (p.data_ptr(), tuple(id(v) for v in state.values()) if state else ())
+            hit = checked.get(id(p))
+            if hit is None or hit[0] is not p or hit[1] != key:
+                if not self._param_ok(p, state):
                     return False
+                # the entry holds p (so its id is not reused) and the state tensors' ids
+                checked[id(p)] = (p, key, tuple(state.values()) if state else ())
         return True
 
-    @torch.no_grad()
-    def step(self, closure=None):
+    def _torch_step(self, closure):
+        """torch.optim's own step for this class, without its (already applied) hook wrapper."""
+        fn = super().step.__func__
+        fn = getattr(fn, "__wrapped__", fn) if getattr(fn, "hooked", False) else fn
+        return fn(self, closure)
+
+    def _run_step(self, closure=None):
         if (_tracing() or not all(self._group_ok(g) for g in self.param_groups)
                 or not _has_kernels(*self._KERNELS)):
-            return super().step(closure)
+            return self._torch_step(closure)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -753,6 +790,26 @@ class _KernelOptimizer:
         for group in self.param_groups:
             self._kernel_step(group)
         return loss
+
+    _hooked_step = torch.optim.Optimizer.profile_hook_step(_run_step)
+
+    def step(self, closure=None):
+        """One optimizer step (``closure`` as in torch.optim); see the class doc."""
+        if _step_hooks_or_profiler(self):
+            return self._hooked_step(closure)
+        return self._run_step(closure)
+
+    step.hooked = True  # torch.optim.Optimizer.__init__: do not wrap it again
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """torch.optim's ``zero_grad``; ``set_to_none=True`` (the default) without the
+        profiler range around it (about 15 us a step) unless the profiler is on."""
+        if not set_to_none or _profiler_enabled():
+            return super().zero_grad(set_to_none)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad = None
 
 
 class Adam(_KernelOptimizer, torch.optim.Adam):
@@ -766,7 +823,7 @@ class Adam(_KernelOptimizer, torch.optim.Adam):
     """
 
     _NUMBERS = ("lr", "eps", "weight_decay")
-    _KERNELS = ("adam_step",)
+    _KERNELS = ("adam_step_multi",)
     _decoupled = False
 
     def _group_ok(self, group) -> bool:
@@ -775,11 +832,11 @@ class Adam(_KernelOptimizer, torch.optim.Adam):
 
     def _kernel_step(self, group) -> None:
         beta1, beta2 = group["betas"]
-        adam_step = _resolve().adam_step
         decoupled = self._decoupled or bool(group.get("decoupled_weight_decay", False))
         amsgrad, maximize = bool(group["amsgrad"]), bool(group.get("maximize", False))
         hyper = (float(group["lr"]), float(beta1), float(beta2), float(group["eps"]),
                  float(group["weight_decay"]), amsgrad, maximize, decoupled)
+        by_dtype: dict = {}  # dtype -> lists of (param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, step)
         for p in group["params"]:
             g = p.grad
             if g is None:
@@ -796,8 +853,13 @@ class Adam(_KernelOptimizer, torch.optim.Adam):
                 raise ValueError("Adam: amsgrad=True but the state has no max_exp_avg_sq")
             pv, mv, vv, xv, sv = self._views(p, state, mx)
             sv += 1  # state["step"], in place (a view of the tensor's memory)
-            # shapes, dtypes and contiguity were checked by _group_ok: call the kernel directly
-            adam_step(pv, mv, vv, xv, _np(g), int(sv), *hyper)
+            lists = by_dtype.setdefault(p.dtype, ([], [], [], [], [], []))
+            for lst, v in zip(lists, (pv, mv, vv, xv, _np(g), int(sv))):
+                lst.append(v)
+        # shapes, dtypes and contiguity were checked by _group_ok: one call per dtype
+        multi = _resolve().adam_step_multi
+        for ps, ms, vs, xs, gs, steps in by_dtype.values():
+            multi(ps, ms, vs, xs if amsgrad else None, gs, steps, *hyper)
 
     def _views(self, p, state, mx):
         """NumPy views of p and its state tensors, cached while those tensors stay the same."""

@@ -50,6 +50,15 @@ class OptimKernels(Protocol):
         ``max_exp_avg_sq`` is None unless ``amsgrad``.
         """
 
+    def adam_step_multi(self, params: list, exp_avgs: list, exp_avg_sqs: list,
+                        max_exp_avg_sqs: Optional[list], grads: list, steps: list, lr: float,
+                        beta1: float, beta2: float, eps: float, weight_decay: float, amsgrad: bool,
+                        maximize: bool, decoupled: bool) -> None:
+        """``adam_step`` for each parameter of a list (entry i with ``steps[i]``), in one call:
+        the multi-tensor step of optimizers whose parameters are separate arrays
+        (nnkernels.torch.Adam). Same contract per entry; entries share one dtype and
+        do not overlap each other."""
+
     def rmsprop_step(self, param: np.ndarray, square_avg: np.ndarray,
                      momentum_buf: Optional[np.ndarray], grad_avg: Optional[np.ndarray],
                      grad: np.ndarray, lr: float, alpha: float, eps: float, weight_decay: float,

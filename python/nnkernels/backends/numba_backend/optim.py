@@ -12,7 +12,7 @@ from numba import prange
 
 from ._jit import jit_pair, pick
 
-__all__ = ["sgd_step", "adam_step", "rmsprop_step", "adagrad_step"]
+__all__ = ["sgd_step", "adam_step", "adam_step_multi", "rmsprop_step", "adagrad_step"]
 
 #: elements below which an update stays serial (a parallel launch costs more)
 _WORK_PER_ELEMENT = 8
@@ -128,6 +128,14 @@ def _rmsprop(p, sq, buf, gavg, g, neg_lr, alpha, one_m_alpha, aw, a_small, eps, 
             p[i] = pi + neg_lr * b
         else:
             p[i] = pi + neg_lr * gi / avg
+
+
+def adam_step_multi(params, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, grads, steps, lr, beta1, beta2, eps,
+                    weight_decay, amsgrad, maximize, decoupled):
+    # one adam_step per entry (the C++ backend validates all, then runs them without the GIL)
+    for i, p in enumerate(params):
+        adam_step(p, exp_avgs[i], exp_avg_sqs[i], max_exp_avg_sqs[i] if amsgrad else None, grads[i],
+                  steps[i], lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled)
 
 
 def rmsprop_step(param, square_avg, momentum_buf, grad_avg, grad, lr, alpha, eps, weight_decay,

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-__all__ = ["sgd_step", "adam_step", "rmsprop_step", "adagrad_step"]
+__all__ = ["sgd_step", "adam_step", "adam_step_multi", "rmsprop_step", "adagrad_step"]
 
 
 def _grad(param, grad, weight_decay, maximize):
@@ -67,6 +67,14 @@ def adam_step(param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, step, lr, beta1,
         v = exp_avg_sq
     denom = np.sqrt(v) / t(bc2_sqrt) + t(eps)
     param += t(-step_size) * exp_avg / denom
+
+
+def adam_step_multi(params, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, grads, steps, lr, beta1, beta2, eps,
+                    weight_decay, amsgrad, maximize, decoupled):
+    # one adam_step per entry (the C++ backend validates all, then runs them without the GIL)
+    for i, p in enumerate(params):
+        adam_step(p, exp_avgs[i], exp_avg_sqs[i], max_exp_avg_sqs[i] if amsgrad else None, grads[i],
+                  steps[i], lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled)
 
 
 def rmsprop_step(param, square_avg, momentum_buf, grad_avg, grad, lr, alpha, eps, weight_decay,
