@@ -162,3 +162,27 @@ def test_native_binding_checks_directly():
     with pytest.raises(ValueError, match="C-contiguous"):
         _C.adagrad_step(p, np.zeros(16, np.float32)[::2], np.zeros(8, np.float32), 1, 0.1, 0.0, 0.0,
                         1e-10, False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cpp_updates_flush_denormal_state_and_restore_the_fp_mode(dtype):
+    # Decayed optimizer state in the denormal range is read as zero (FTZ/DAZ inside
+    # the update, see nnk/fpenv.h: a microcode assist per element otherwise); the
+    # caller's floating-point mode is unchanged afterwards.
+    import platform
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("FTZ/DAZ are set on x86-64 only")
+    from nnkernels import _C
+    tiny = np.finfo(dtype).smallest_subnormal * 1000
+    n = 100_000  # above the threads threshold too
+    p = np.ones(n, dtype)
+    g = np.zeros(n, dtype)
+    g[:10] = 1.0
+    m, v = np.full(n, tiny, dtype), np.full(n, 1e-6, dtype)
+    _C.adam_step(p, m, v, None, g, 50, 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, False)
+    assert np.all(m[10:] == 0)
+    np.testing.assert_allclose(m[:10], 0.1, rtol=1e-6)
+    buf = np.full(n, tiny, dtype)
+    _C.sgd_step(p, buf, g, 0.1, 0.9, 0.0, 0.0, False, False, False)
+    assert np.all(buf[10:] == 0) and np.all(buf[:10] == 1)
+    assert dtype(tiny) * dtype(1.0) == dtype(tiny) != 0  # NumPy still sees denormals

@@ -21,13 +21,9 @@
 #include <cstring>
 #include <stdexcept>
 
-#if defined(__x86_64__) || defined(__SSE2__)
-#include <xmmintrin.h>
-#define NNK_HAVE_MXCSR 1
-#endif
-
 #include "../gemm/gemm_epilogue.h"
 #include "nnk/parallel.h"
+#include "nnk/fpenv.h"
 #include "nnk/fused.h"
 #include "nnk/gemm.h"
 
@@ -336,24 +332,7 @@ double loss_and_grad(const MlpBatch<T>& B, const T* out, index_t c, T* g, T* row
 // formulas, operation for operation. Each loop is a separate function with
 // restrict pointers, scalars by value and the options as template flags, so
 // the compiler vectorises it (no aliasing, no branches in the loop body).
-// Denormals: optimizer state decays geometrically where gradients are zero
-// (dead ReLU units, unused inputs) and reaches the denormal range after ~800
-// Adam steps; x86 then takes a microcode assist per operation (measured: the
-// Adam pass 4x slower at batch 1). The update passes run with FTZ/DAZ set on
-// the thread that runs them (restored afterwards), as XLA does for its CPU
-// code: values below FLT_MIN (1.2e-38) in the state are treated as zero.
-// NaN and infinity are unaffected. torch.set_flush_denormal(True) is the
-// PyTorch equivalent.
-class FlushDenormals {
-  public:
-#if defined(NNK_HAVE_MXCSR)
-    FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | 0x8040u); }
-    ~FlushDenormals() { _mm_setcsr(saved_); }
-
-  private:
-    unsigned saved_;
-#endif
-};
+// Denormals: the update passes run in a FlushDenormals scope (nnk/fpenv.h).
 
 template <class T, bool WD, bool MOMENTUM, bool NESTEROV>
 void sgd_chunk(T* __restrict p, const T* __restrict gr, T* __restrict buf, index_t b, index_t e, T gs,
