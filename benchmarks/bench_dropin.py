@@ -9,6 +9,10 @@ test accuracy. torch: one epoch of a Fashion-MNIST MLP training loop at batch
 64 (Adam, cross-entropy), plain torch.nn + torch.optim.Adam vs the same model
 after nnkernels.torch.patch with nnkernels.torch.Adam; median of several
 epochs, run alternately so that load on a shared machine hits both alike.
+An epoch is the whole training set by default (938 steps). nnkernels'
+optimizer kernels flush denormal state, PyTorch's do not unless
+``--torch-flush-denormal`` (torch.set_flush_denormal(True)) is given: run
+both to see how much of the difference that is.
 """
 
 from __future__ import annotations
@@ -106,6 +110,8 @@ def bench_torch(args, data):
     import nnkernels.torch as nkt
 
     xtr, ytr, xte, yte, name = data
+    if args.torch_flush_denormal:
+        torch.set_flush_denormal(True)
     n = args.torch_samples or xtr.shape[0]
     X, Y = torch.from_numpy(xtr[:n]), torch.from_numpy(ytr[:n])
     sizes = [X.shape[1], *args.torch_hidden, 10]
@@ -147,7 +153,8 @@ def bench_torch(args, data):
         return time.perf_counter() - t
 
     print(f"== torch training loop on {name}: MLP {sizes}, batch {bs}, Adam, {n} samples/epoch, "
-          f"threads: torch {torch.get_num_threads()}, nnkernels {nnkernels.get_num_threads()}")
+          f"threads: torch {torch.get_num_threads()}, nnkernels {nnkernels.get_num_threads()}, "
+          f"torch flush_denormal {bool(args.torch_flush_denormal)}")
     times = {k: [] for k in configs}
     for rep in range(args.torch_epochs):  # configurations interleaved, epoch by epoch
         for k, (m, o, lf) in configs.items():
@@ -174,7 +181,14 @@ def main(argv=None):
     p.add_argument("--torch-hidden", type=int, nargs="+", default=[256, 128])
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--torch-epochs", type=int, default=5)
-    p.add_argument("--torch-samples", type=int, default=12800, help="samples per epoch (0: all)")
+    p.add_argument("--torch-samples", type=int, default=0,
+                   help="samples per epoch (default 0: the whole training set, a real epoch of "
+                        "938 steps; fewer steps hide what happens after the first ~800, when "
+                        "Adam's decayed state turns denormal)")
+    p.add_argument("--torch-flush-denormal", action="store_true",
+                   help="torch.set_flush_denormal(True) first: PyTorch's own kernels then also treat "
+                        "denormals as zero, as nnkernels' optimizer kernels always do (decayed Adam "
+                        "state becomes denormal after ~800 steps and slows unflushed updates)")
     p.add_argument("--threads", type=int, default=1,
                    help="threads for every library (default 1: on a shared machine, 2-thread "
                         "OpenMP/BLAS regions are dominated by oversubscription)")
