@@ -33,17 +33,13 @@ def lower_quartile(f, inner: int = 1, reps: int = 25) -> float:
     return ts[len(ts) // 4]
 
 
-def main() -> None:
-    nnkernels.set_num_threads(1)
-    torch.set_num_threads(1)
+def activation_cases(x: np.ndarray, g: np.ndarray) -> dict:
+    """name: (ours fwd, ours bwd, torch fwd, torch bwd) on x and grad_out g; PyTorch's are
+    the ATen kernels autograd would call (the sigmoid/tanh backward take the output)."""
     F, A = torch.nn.functional, torch.ops.aten
-    rng = np.random.default_rng(1)
-    n = 4_000_000
-    x = rng.standard_normal(n).astype(np.float32)
-    g = rng.standard_normal(n).astype(np.float32)
     xt, gt = torch.from_numpy(x), torch.from_numpy(g)
     ys, yt = torch.sigmoid(xt), torch.tanh(xt)
-    cases = {  # ours fwd, ours bwd, torch fwd, torch bwd (what autograd would call)
+    return {
         "relu": (lambda: ops.relu(x), lambda: ops.relu_backward(g, x),
                  lambda: torch.relu(xt), lambda: A.threshold_backward(gt, xt, 0)),
         "sigmoid": (lambda: ops.sigmoid(x), lambda: ops.sigmoid_backward(g, x),
@@ -55,6 +51,16 @@ def main() -> None:
         "silu": (lambda: ops.silu(x), lambda: ops.silu_backward(g, x),
                  lambda: F.silu(xt), lambda: A.silu_backward(gt, xt)),
     }
+
+
+def main() -> None:
+    nnkernels.set_num_threads(1)
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(1)
+    n = 4_000_000
+    x = rng.standard_normal(n).astype(np.float32)
+    g = rng.standard_normal(n).astype(np.float32)
+    cases = activation_cases(x, g)
     print(f"activations, {n} float32 elements: ours / torch (ratio torch/ours)")
     for name, (of, ob, tf, tb) in cases.items():
         a, b, c, d = (lower_quartile(f) for f in (of, ob, tf, tb))

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 import nnkernels
+from act_ce_quick import activation_cases  # same directory
 from nnkernels import ops
 
 
@@ -36,25 +37,12 @@ def main() -> None:
     args = p.parse_args()
     nnkernels.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
-    A, F = torch.ops.aten, torch.nn.functional
     rng = np.random.default_rng(0)
     x = rng.standard_normal(args.n).astype(np.float32)
     g = rng.standard_normal(args.n).astype(np.float32)
     out = np.empty_like(x)
     xt, gt = torch.from_numpy(x), torch.from_numpy(g)
-    ys, yt = torch.sigmoid(xt), torch.tanh(xt)
-    cases = {  # name: (ours fwd, ours bwd, torch fwd, torch bwd)
-        "relu": (lambda: ops.relu(x), lambda: ops.relu_backward(g, x),
-                 lambda: torch.relu(xt), lambda: A.threshold_backward(gt, xt, 0)),
-        "sigmoid": (lambda: ops.sigmoid(x), lambda: ops.sigmoid_backward(g, x),
-                    lambda: torch.sigmoid(xt), lambda: A.sigmoid_backward(gt, ys)),
-        "tanh": (lambda: ops.tanh(x), lambda: ops.tanh_backward(g, x),
-                 lambda: torch.tanh(xt), lambda: A.tanh_backward(gt, yt)),
-        "gelu": (lambda: ops.gelu(x), lambda: ops.gelu_backward(g, x),
-                 lambda: F.gelu(xt), lambda: A.gelu_backward(gt, xt)),
-        "silu": (lambda: ops.silu(x), lambda: ops.silu_backward(g, x),
-                 lambda: F.silu(xt), lambda: A.silu_backward(gt, xt)),
-    }
+    cases = activation_cases(x, g)
     out_t = torch.from_numpy(out)
     floors_f = (lambda: out_t.copy_(xt), lambda: ops.relu(x))  # read x, write y
     floors_b = (lambda: torch.add(gt, xt, out=out_t), lambda: ops.relu_backward(g, x))  # read g, x; write

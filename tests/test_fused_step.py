@@ -149,6 +149,16 @@ def run_plan(backend, spec, xs, ys, lr):
     return np.array(losses)
 
 
+def check_vs_torch(backend, spec, xs, ys, lr):
+    """The backend's steps over (xs, ys) give PyTorch's losses, parameters and gradients (float64)."""
+    ref_loss, ref_p, ref_g = torch_steps(copy_spec(spec), xs, ys, lr)
+    losses = run_plan(backend, spec, xs, ys, lr)
+    tol = params_tol(np.float64)
+    np.testing.assert_allclose(losses, ref_loss, **tol)
+    np.testing.assert_allclose(spec.params, ref_p, **tol)
+    np.testing.assert_allclose(spec.grads, ref_g, **tol)
+
+
 def params_tol(dtype):
     return dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-11)
 
@@ -191,13 +201,7 @@ def test_small_batches_every_optimizer_vs_torch(backend, opt, batch, rng):
     spec = make_spec(dims, ["relu", "tanh", "none"], [0.0] * 3, "cross_entropy", opt, np.float64, rng,
                      **OPTIMS[opt])
     xs, ys = batches(spec, rng, batch, 8)
-    lr = 1e-3 if opt.startswith("rmsprop") else 0.01
-    ref_loss, ref_p, ref_g = torch_steps(copy_spec(spec), xs, ys, lr)
-    losses = run_plan(backend, spec, xs, ys, lr)
-    tol = params_tol(np.float64)
-    np.testing.assert_allclose(losses, ref_loss, **tol)
-    np.testing.assert_allclose(spec.params, ref_p, **tol)
-    np.testing.assert_allclose(spec.grads, ref_g, **tol)
+    check_vs_torch(backend, spec, xs, ys, 1e-3 if opt.startswith("rmsprop") else 0.01)
 
 
 @pytest.mark.parametrize("batch", [3, 40])
@@ -211,12 +215,7 @@ def test_weight_decay_on_weights_only(backend, opt, batch, rng):
                      **cfg)
     xs, ys = batches(spec, rng, batch, 8)
     lr = 1e-3 if opt.startswith("rmsprop") else 0.01
-    ref_loss, ref_p, ref_g = torch_steps(copy_spec(spec), xs, ys, lr)
-    losses = run_plan(backend, spec, xs, ys, lr)
-    tol = params_tol(np.float64)
-    np.testing.assert_allclose(losses, ref_loss, **tol)
-    np.testing.assert_allclose(spec.params, ref_p, **tol)
-    np.testing.assert_allclose(spec.grads, ref_g, **tol)
+    check_vs_torch(backend, spec, xs, ys, lr)
     # and it differs from decaying the biases too
     both = make_spec(dims, ["relu", "tanh", "none"], [0.0] * 3, "cross_entropy", opt, np.float64,
                      np.random.default_rng(0), **dict(cfg, decay_bias=True))

@@ -352,10 +352,35 @@ def _convert_rows(X, dt):
     return X.astype(dt)
 
 
+class _Batches:
+    """Minibatches in reused buffers: ``xbuf`` (rows of X in the training dtype
+    ``dt``) and ``ybuf`` (rows of y), set up by the subclass."""
+
+    dt: np.dtype
+    xbuf: np.ndarray
+    ybuf: np.ndarray
+
+    def gather(self, X, y, idx):
+        """Rows ``idx`` of X (converted to the training dtype) and of y."""
+        n = len(idx)
+        xb, yb = self.xbuf[:n], self.ybuf[:n]
+        _take_rows(xb, X, idx)
+        np.take(y, idx, axis=0, out=yb)
+        return xb, yb
+
+    def slice(self, X, y, sl):
+        """Rows ``sl`` (no shuffling): views when X is in the training dtype already."""
+        if X.dtype == self.dt:
+            return X[sl], y[sl]
+        xb = self.xbuf[:sl.stop - sl.start]
+        xb[...] = X[sl]
+        return xb, y[sl]
+
+
 _FUSED_ACT = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "identity": "none"}
 
 
-class _FusedStep:
+class _FusedStep(_Batches):
     """A minibatch step of multiclass ``solver="adam"`` as ONE native call.
 
     The backend's fused MLP step (``mlp_step_plan``) does forward, softmax
@@ -425,21 +450,6 @@ class _FusedStep:
         return OptimConfig(weight_decay=weight_decay, beta1=self.betas[0], beta2=self.betas[1], eps=eps,
                            decay_bias=False)
 
-    def gather(self, X, y, idx):
-        """Rows ``idx`` of X (in the training dtype) and of the class indices y, in reused buffers."""
-        n = len(idx)
-        xb, yb = self.xbuf[:n], self.ybuf[:n]
-        _take_rows(xb, X, idx)
-        np.take(y, idx, out=yb)
-        return xb, yb
-
-    def slice(self, X, y, sl):
-        if X.dtype == self.dt:
-            return X[sl], y[sl]
-        xb = self.xbuf[:sl.stop - sl.start]
-        xb[...] = X[sl]
-        return xb, y[sl]
-
     def run(self, xb, yb) -> float:
         est, opt = self.est, self.est._optimizer
         n = xb.shape[0]
@@ -465,7 +475,7 @@ class _FusedStep:
                 dst[1][l][...] = b[l]
 
 
-class _Step:
+class _Step(_Batches):
     """One minibatch: forward, loss, backward and update, with preallocated buffers."""
 
     def __init__(self, est, dtype, batch_size: int, n_outputs: int) -> None:
@@ -485,21 +495,6 @@ class _Step:
         self.gW = [np.empty_like(c) for c in self.coefs]
         self.gb = [np.empty_like(b) for b in self.intercepts]
         self.y_index = None
-
-    def gather(self, X, y, idx):
-        """Rows ``idx`` of X and y, in the training dtype, in reused buffers."""
-        n = len(idx)
-        xb, yb = self.xbuf[:n], self.ybuf[:n]
-        _take_rows(xb, X, idx)
-        np.take(y, idx, axis=0, out=yb)
-        return xb, yb
-
-    def slice(self, X, y, sl):
-        if X.dtype == self.dt:
-            return X[sl], y[sl]
-        xb = self.xbuf[:sl.stop - sl.start]
-        xb[...] = X[sl]
-        return xb, y[sl]
 
     def _bufs(self, n):
         return [a[:n] for a in self.acts[0]], [d[:n] for d in self.deltas]
