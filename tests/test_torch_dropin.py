@@ -239,6 +239,13 @@ def test_sequential_stack_node_falls_back_and_unpatches():
     (gx_ref,) = torch.autograd.grad(ref(x).sum(), x, create_graph=True)
     torch.testing.assert_close(gx, gx_ref)
     torch.testing.assert_close(torch.autograd.grad(gx.sum(), x)[0], torch.autograd.grad(gx_ref.sum(), x)[0])
+    # the output is saved for the backward (the last ReLU's derivative is read off it):
+    # changing it in place is caught, as PyTorch does
+    relu_last = nt.patch(torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU()).double())
+    out = relu_last(x)
+    out.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
     # a hook added after patch: the modules run one by one (and the hook fires)
     seen = []
     h = m[2].register_forward_hook(lambda mod, i, o: seen.append(o.shape))

@@ -428,12 +428,14 @@ class _StackFn(torch.autograd.Function):
             h = out
         y = _t(h.reshape(xa.shape[:-1] + (h.shape[1],)))
         ctx.plan, ctx.kernels, ctx.saved = plan, kernels, saved
-        ctx.save_for_backward(x, *params)
+        # y too: when the last layer's act' is read off its output, an in-place change
+        # of y must be caught (autograd's version check), not read silently
+        ctx.save_for_backward(x, y, *params)
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
-        x, *params = ctx.saved_tensors
+        x, _, *params = ctx.saved_tensors  # (unpacking y runs its version check)
         plan, needs = ctx.plan, ctx.needs_input_grad
         if torch.is_grad_enabled() or not _eligible(grad_y, x):
             grads = _torch_grads(lambda *a: _torch_stack(a[0], plan, *a[1:]), (x, *params),
