@@ -118,15 +118,10 @@ _SHIFT_F_BITS = np.int32(0x4B400000)
 
 
 @njit(**_OPTS)
-def exp_f(x):
-    # n = rint(x log2 e), r = x - n ln2 (two-part ln2), exp(r) = 1 + r + r^2 P(r);
-    # 2^n applied as 2^(n>>1) 2^(n - n>>1) so that subnormal results round once
-    x = F(-104.0) if x < F(-104.0) else x  # NaN passes both unchanged
-    x = F(89.0) if x > F(89.0) else x
-    t = x * F(1.44269504088896341) + _SHIFT_F
-    n = t - _SHIFT_F
-    r = x - n * F(0.693359375)
-    r = r - n * F(-2.12194440e-4)
+def _exp_reduced_f(r, t):
+    """exp(n ln2 + r) from the reduced argument r and t = n + shift (exp_f and
+    _exp_split_f): exp(r) = 1 + r + r^2 P(r), then 2^n applied as
+    2^(n>>1) 2^(n - n>>1) so that subnormal results round once."""
     z = r * r
     p = F(1.9875691500e-4)
     p = p * r + F(1.3981999507e-3)
@@ -139,6 +134,28 @@ def exp_f(x):
     n1 = ni >> 1
     n2 = ni - n1
     return y * bits_f32((n1 + 127) << 23) * bits_f32((n2 + 127) << 23)
+
+
+@njit(**_OPTS)
+def exp_f(x):
+    # n = rint(x log2 e), r = x - n ln2 (two-part ln2)
+    x = F(-104.0) if x < F(-104.0) else x  # NaN passes both unchanged
+    x = F(89.0) if x > F(89.0) else x
+    t = x * F(1.44269504088896341) + _SHIFT_F
+    n = t - _SHIFT_F
+    r = x - n * F(0.693359375)
+    return _exp_reduced_f(r - n * F(-2.12194440e-4), t)
+
+
+@njit(**_OPTS)
+def _exp_split_f(x, lo):
+    """exp(x + lo) for x <= 0 with a small correction lo (as exp_f, lo added to
+    the reduced argument); below -104 the result is 0, NaN passes."""
+    x = F(-104.0) if x < F(-104.0) else x
+    t = x * F(1.44269504088896341) + _SHIFT_F
+    n = t - _SHIFT_F
+    r = x - n * F(0.693359375)
+    return _exp_reduced_f(r - n * F(-2.12194440e-4) + lo, t)
 
 
 @njit(**_OPTS)
@@ -298,29 +315,6 @@ def erfc_f(x):
     tail = e if x >= F(0.0) else F(2.0) - e
     tail = e if x != x else tail
     return small if a < F(1.0) else tail
-
-
-@njit(**_OPTS)
-def _exp_split_f(x, lo):
-    """exp(x + lo) for x <= 0 with a small correction lo (as exp_f, lo added to
-    the reduced argument); below -104 the result is 0, NaN passes."""
-    x = F(-104.0) if x < F(-104.0) else x
-    t = x * F(1.44269504088896341) + _SHIFT_F
-    n = t - _SHIFT_F
-    r = x - n * F(0.693359375)
-    r = r - n * F(-2.12194440e-4) + lo
-    z = r * r
-    p = F(1.9875691500e-4)
-    p = p * r + F(1.3981999507e-3)
-    p = p * r + F(8.3334519073e-3)
-    p = p * r + F(4.1665795894e-2)
-    p = p * r + F(1.6666665459e-1)
-    p = p * r + F(5.0000001201e-1)
-    y = p * z + r + F(1.0)
-    ni = f32_bits(t) - _SHIFT_F_BITS
-    n1 = ni >> 1
-    n2 = ni - n1
-    return y * bits_f32((n1 + 127) << 23) * bits_f32((n2 + 127) << 23)
 
 
 @njit(**_OPTS)
