@@ -3,6 +3,8 @@ reference: forward, loss, gradients and the optimizer update, many steps."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -248,6 +250,16 @@ def test_forward_matches_reference(backend, dtype, rng):
     np.testing.assert_allclose(out, ref, **params_tol(dtype))
 
 
+@contextlib.contextmanager
+def num_threads(nt):
+    prev = nnkernels.get_num_threads()
+    nnkernels.set_num_threads(nt)
+    try:
+        yield
+    finally:
+        nnkernels.set_num_threads(prev)
+
+
 @pytest.mark.parametrize("batch", [1, 64, 300])
 def test_thread_count_independent(batch, rng):
     """Bitwise identical results with 1 and 2 threads (fixed-order reductions)."""
@@ -255,17 +267,67 @@ def test_thread_count_independent(batch, rng):
                      np.float32, rng)
     xs, ys = batches(spec, rng, batch, 3)
     results = []
-    prev = nnkernels.get_num_threads()
-    try:
-        for nt in (1, 2):
-            nnkernels.set_num_threads(nt)
+    for nt in (1, 2):
+        with num_threads(nt):
             s = copy_spec(spec)
             losses = run_plan("cpp", s, xs, ys, 1e-3)
             results.append((losses, s.params, s.grads))
-    finally:
-        nnkernels.set_num_threads(prev)
     for a, b in zip(results[0], results[1]):
         np.testing.assert_array_equal(a, b)
+
+
+TEAM_CASES = [  # (dims, activations, loss, optimizer, config): every pass of the step's team
+    ((784, 256, 128, 10), ("relu", "relu", "none"), "cross_entropy", "adam", {}),
+    ((300, 130, 70, 10), ("gelu", "sigmoid", "none"), "cross_entropy", "sgd", dict(momentum=0.9)),
+    ((300, 130, 70, 10), ("silu", "tanh", "leaky_relu"), "mse", "rmsprop_full", {}),
+    ((784, 100, 10), ("relu", "none"), "cross_entropy", "adam",
+     dict(weight_decay=1e-3, decay_bias=False)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(TEAM_CASES)))
+@pytest.mark.parametrize("batch", [3, 37, 200])
+def test_team_step_thread_count_independent(case, batch, rng):
+    """The step runs as one OpenMP team: with 1 and 2 threads the losses,
+    parameters, gradients and optimizer state are bitwise equal, for every kind
+    of pass (via-z activations, MSE, bias vectors without decay, the
+    small-batch in-backward update at batch 3), and they match NumPy."""
+    dims, acts, loss, opt, cfg = TEAM_CASES[case]
+    kind = opt.split("_")[0]
+    spec = make_spec(list(dims), list(acts), [0.1] * len(acts), loss, opt, np.float32, rng,
+                     **{**OPTIMS.get(opt, {}), **cfg})
+    xs, ys = batches(spec, rng, batch, 3)
+    results = []
+    for nt in (1, 2):
+        with num_threads(nt):
+            s = copy_spec(spec)
+            losses = run_plan("cpp", s, xs, ys, 1e-2 if kind == "sgd" else 1e-3)
+            results.append((losses, s.params, s.grads) + tuple(s.state))
+    for a, b in zip(results[0], results[1]):
+        np.testing.assert_array_equal(a, b)
+    ref = copy_spec(spec)
+    ref_losses = run_plan("numpy", ref, xs, ys, 1e-2 if kind == "sgd" else 1e-3)
+    np.testing.assert_allclose(results[1][0], ref_losses, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(results[1][1], ref.params, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("batch", [3, 64])
+def test_team_step_bad_label_changes_nothing(batch, rng):
+    """A class index out of range raises on every thread count and leaves the
+    parameters and the optimizer state as they were."""
+    spec = make_spec([784, 256, 128, 10], ["relu", "relu", "none"], [0] * 3, "cross_entropy", "adam",
+                     np.float32, rng)
+    x = rng.standard_normal((batch, 784)).astype(np.float32)
+    y = np.zeros(batch, np.int64)
+    y[-1] = 10
+    for nt in (1, 2):
+        with num_threads(nt):
+            s = copy_spec(spec)
+            with pytest.raises(ValueError, match="y: a class index"):
+                load_backend("cpp").mlp_step_plan(s).step(x, y, 1e-3, 1)
+            np.testing.assert_array_equal(s.params, spec.params)
+            for a, b in zip(s.state, spec.state):
+                np.testing.assert_array_equal(a, b)
 
 
 def test_workspace_allocated_once(rng):

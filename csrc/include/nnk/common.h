@@ -11,6 +11,8 @@
 #include <exception>
 #include <mutex>
 
+#include <omp.h>
+
 namespace nnk {
 
 using index_t = std::int64_t;
@@ -48,8 +50,12 @@ constexpr index_t kParallelMinWork = 1 << 16;
 namespace NNK_HELPER_NS {
 namespace {
 
-// Number of threads worth using for `work` units of work.
+// Number of threads worth using for `work` units of work. Inside a running
+// OpenMP region (e.g. the fused step's team, or a caller's own region) it is
+// 1: a kernel called there runs on the calling thread instead of opening a
+// nested region.
 inline int threads_for(index_t work, index_t min_work_per_thread = kParallelMinWork) {
+    if (omp_in_parallel()) return 1;
     int nt = num_threads();
     if (work < 2 * min_work_per_thread) return 1;
     index_t useful = work / min_work_per_thread;

@@ -52,6 +52,13 @@ struct GemmKernels {
     int mr_f32, nr_f32, mr_f64, nr_f64;  // register tile of the microkernels
     void (*sgemm)(const GemmProblem<float>& p);
     void (*dgemm)(const GemmProblem<double>& p);
+    // Thread `tid`'s share of the same GEMM, called by every thread of a team
+    // that is already running inside one OpenMP region (nnk/parallel.h Team),
+    // with the same problem: no region is opened and there is no barrier
+    // inside, so C is complete only after the caller's barrier. Each thread
+    // computes a rectangle of C; results are bitwise those of sgemm/dgemm.
+    void (*sgemm_team)(const GemmProblem<float>& p, int tid, int nth);
+    void (*dgemm_team)(const GemmProblem<double>& p, int tid, int nth);
     // out(n) (+)= sum over rows of x(m, n) (row stride rsx): the bias gradient.
     // Rows are summed in order, so the result does not depend on threads.
     void (*colsum_f32)(float* out, const float* x, index_t m, index_t n, index_t rsx, bool accumulate);

@@ -47,6 +47,37 @@ void parallel_elems(index_t n, index_t min_per_thread, F&& body) {
     parallel_chunks(n, n, min_per_thread, 16, static_cast<F&&>(body));
 }
 
+// A team of threads already running inside one OpenMP region: thread `tid`
+// of `nth`. Code that receives a Team takes its own share of each pass and
+// never opens a region itself; `barrier()` separates dependent phases. The
+// fused training step runs as one such region (one fork/join per step
+// instead of one per pass). nth == 1 is the serial case: no barriers.
+struct Team {
+    int tid = 0, nth = 1;
+
+    bool leader() const { return tid == 0; }
+
+    void barrier() const {
+        if (nth > 1) {
+#pragma omp barrier
+        }
+    }
+
+    // This thread's [lo, hi) of [0, n): contiguous chunks, inner edges at
+    // multiples of `align`; only n / min_items threads (at least one, always
+    // tid 0) get work, the others an empty range.
+    void share(index_t n, index_t align, index_t min_items, index_t& lo, index_t& hi) const {
+        index_t parts = nth;
+        if (min_items > 0 && n / min_items < parts) parts = n / min_items > 1 ? n / min_items : 1;
+        if (tid >= parts) {
+            lo = hi = 0;
+            return;
+        }
+        lo = tid == 0 ? 0 : n * tid / parts / align * align;
+        hi = tid + 1 == parts ? n : n * (tid + 1) / parts / align * align;
+    }
+};
+
 }  // namespace
 }  // namespace NNK_NS
 }  // namespace nnk

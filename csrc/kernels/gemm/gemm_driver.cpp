@@ -10,7 +10,7 @@
 // beta is applied on the first k-block only; bias and activation on the last,
 // while the tile is stored. Threads: one OpenMP region per call; each thread
 // owns a rectangle of C (a range of rows x a range of NR-panels), chosen so
-// the busiest thread has the fewest tiles (rows are preferred on ties).
+// the busiest thread has the least work (choose_split; rows are preferred on ties).
 // Threads share nothing but the inputs (no barriers), nobody writes another
 // thread's C, and every element of C is summed in the same order whatever the
 // thread count.
@@ -413,30 +413,80 @@ template <class T>
 using DirectFn = void (*)(index_t, const T*, index_t, const T*, index_t, T, T, T*, index_t, index_t,
                           int, int, const UkrEpilogue<T>&);
 
-// Small problems: no packing, no threads. jr outer so a k x NR column panel
-// of B is reused from L1 by every row tile.
+// Cut `count` elements, in tiles of `tile`, into `parts` ranges of whole
+// tiles; part i gets tiles [lo, hi). The edges are the tile edges nearest to
+// equal shares of the elements, so a partial last tile counts for what it
+// holds: 784 columns in 32-wide panels split 12 + 12.5 panels (384 + 400
+// columns), not 13 + 11.5. A part may be empty.
+inline void split_tiles(index_t count, index_t tile, int parts, int i, index_t& lo, index_t& hi) {
+    const index_t tiles = (count + tile - 1) / tile;
+    auto edge = [&](int j) -> index_t {
+        if (j >= parts) return tiles;
+        const index_t e = (2 * j * count + parts * tile) / (2 * parts * tile);
+        return e < tiles ? e : tiles;
+    };
+    lo = edge(i);
+    hi = edge(i + 1);
+}
+
+// Elements in part i of such a split.
+inline index_t split_elems(index_t count, index_t tile, int parts, int i) {
+    index_t lo, hi;
+    split_tiles(count, tile, parts, i, lo, hi);
+    if (hi <= lo) return 0;
+    return (hi * tile < count ? hi * tile : count) - lo * tile;
+}
+
+// Factor nt = tm * tn (threads over rows x over columns) for an m x n C of
+// MR x NR tiles, minimising the busiest thread's cost: rows x columns of its
+// rectangle (the multiply-adds per k) plus ~3 per row and per column it packs
+// (a packed element costs a few multiply-adds). Ties: split rows.
+inline void choose_split(index_t m, index_t n, index_t MR, index_t NR, int nt, int& tm, int& tn) {
+    index_t best = -1;
+    for (int d = nt; d >= 1; --d) {
+        if (nt % d) continue;
+        const int e = nt / d;
+        index_t rows = 0, cols = 0;
+        for (int i = 0; i < d; ++i) {
+            const index_t r = split_elems(m, MR, d, i);
+            rows = r > rows ? r : rows;
+        }
+        for (int j = 0; j < e; ++j) {
+            const index_t c = split_elems(n, NR, e, j);
+            cols = c > cols ? c : cols;
+        }
+        const index_t cost = rows * cols + 3 * (rows + cols);
+        if (best < 0 || cost < best) {
+            best = cost;
+            tm = d;
+            tn = e;
+        }
+    }
+}
+
+// Small problems: no packing. jr outer so a k x NR column panel of B is
+// reused from L1 by every row tile. Thread `tid` of `nth` (a team's share;
+// the plain call is 0 of 1) computes one rectangle of tiles.
 template <class T>
-void gemm_direct(const GemmProblem<T>& P, DirectFn<T> direct) {
+void gemm_direct(const GemmProblem<T>& P, DirectFn<T> direct, int tid = 0, int nth = 1) {
     constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
-    for (index_t jr = 0; jr < P.n; jr += NR) {
+    int tm = 1, tn = 1;
+    choose_split(P.m, P.n, MR, NR, nth, tm, tn);
+    index_t t0, t1, q0, q1;
+    split_tiles(P.m, MR, tm, tid / tn, t0, t1);
+    split_tiles(P.n, NR, tn, tid % tn, q0, q1);
+    for (index_t jr = q0 * NR; jr < q1 * NR && jr < P.n; jr += NR) {
         const int nr = static_cast<int>(P.n - jr < NR ? P.n - jr : NR);
         UkrEpilogue<T> epi;
         epi.bias = P.bias ? P.bias + jr : nullptr;
         epi.op = P.epilogue;
         epi.param = P.epilogue_param;
-        for (index_t ir = 0; ir < P.m; ir += MR) {
+        for (index_t ir = t0 * MR; ir < t1 * MR && ir < P.m; ir += MR) {
             const int mr = static_cast<int>(P.m - ir < MR ? P.m - ir : MR);
             direct(P.k, P.a + ir * P.rsa, P.rsa, P.b + jr, P.rsb, P.alpha, P.beta,
                    P.c + ir * P.rsc + jr * P.csc, P.rsc, P.csc, mr, nr, epi);
         }
     }
-}
-
-// Split `count` items into `parts` nearly equal ranges; range of part `i`.
-inline void split_range(index_t count, int parts, int i, index_t& lo, index_t& hi) {
-    const index_t base = count / parts, rem = count % parts;
-    lo = i * base + (i < rem ? i : rem);
-    hi = lo + base + (i < rem ? 1 : 0);
 }
 
 // Block size for cutting `count` into ceil(count / limit) nearly equal
@@ -448,23 +498,13 @@ inline index_t even_block(index_t count, index_t limit, index_t step) {
     return (size + step - 1) / step * step;
 }
 
-// Factor nt = tm * tn minimising the tiles of the busiest thread (ties: rows).
-inline void choose_split(index_t m_tiles, index_t n_tiles, int nt, int& tm, int& tn) {
-    index_t best = -1;
-    for (int d = nt; d >= 1; --d) {
-        if (nt % d) continue;
-        const int e = nt / d;
-        const index_t cost = ((m_tiles + d - 1) / d) * ((n_tiles + e - 1) / e);
-        if (best < 0 || cost < best) {
-            best = cost;
-            tm = d;
-            tn = e;
-        }
-    }
-}
-
+// Thread `tid` of `nth` computes its rectangle of C (may throw: callers
+// inside an OpenMP region catch). Each thread packs the B panels it needs
+// into its own buffer: no barriers, so a descheduled thread never stalls the
+// other (the machine may be shared), at the price of packing B once per
+// row-split thread (k*n copies for m*n*k/nth multiply-adds).
 template <class T>
-void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, int nt_req) {
+void gemm_packed_part(const GemmProblem<T>& P, UkrFn<T> ukr, int tid, int nth) {
     constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
     const BlockSizes& bs = block_sizes<T>();
     const index_t m = P.m, n = P.n, k = P.k;
@@ -480,82 +520,74 @@ void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, int nt_req) {
     deriv_all.csz = P.cs_aux;
     deriv_all.op = P.a_deriv;
     deriv_all.param = P.a_deriv_param;
-    OmpErrors errors;
+    // This thread's rectangle of C: rows [m0, m1), NR-panels [q0, q1) of each NC panel.
+    int tm = 1, tn = 1;
+    choose_split(m, nc_max, MR, NR, nth, tm, tn);
+    index_t t0, t1;
+    split_tiles(m, MR, tm, tid / tn, t0, t1);
+    const index_t m0 = t0 * MR, m1 = t1 * MR < m ? t1 * MR : m;
+    if (m0 >= m1) return;
+    const index_t MC = even_block(m1 - m0, bs.MC, MR);
+    const index_t mc_max = m1 - m0 < MC ? m1 - m0 : MC;
+    T* ap = tls_pack_a.get<T>(static_cast<std::size_t>(((mc_max + MR - 1) / MR) * MR * kc_max));
+    T* bp = tls_pack_b.get<T>(
+        static_cast<std::size_t>(((nc_max + NR - 1) / NR) * panel_stride<T, NR>(kc_max)));
 
-    // The body every thread runs; tid/nth come from the actual team. Each
-    // thread packs the B panels it needs into its own buffer: no barriers, so
-    // a descheduled thread never stalls the other (the machine may be shared),
-    // at the price of packing B once per row-split thread (k*n copies for
-    // m*n*k/nth multiply-adds).
-    auto body = [&](int tid, int nth) {
-        errors.run([&] {
-            // This thread's rectangle of C: rows [m0, m1), NR-panels [q0, q1) of each NC panel.
-            int tm = 1, tn = 1;
-            const index_t m_tiles = (m + MR - 1) / MR;
-            choose_split(m_tiles, (nc_max + NR - 1) / NR, nth, tm, tn);
-            index_t t0, t1;
-            split_range(m_tiles, tm, tid / tn, t0, t1);
-            const index_t m0 = t0 * MR, m1 = t1 * MR < m ? t1 * MR : m;
-            if (m0 >= m1) return;
-            const index_t MC = even_block(m1 - m0, bs.MC, MR);
-            const index_t mc_max = m1 - m0 < MC ? m1 - m0 : MC;
-            T* ap = tls_pack_a.get<T>(static_cast<std::size_t>(((mc_max + MR - 1) / MR) * MR * kc_max));
-            T* bp = tls_pack_b.get<T>(
-                static_cast<std::size_t>(((nc_max + NR - 1) / NR) * panel_stride<T, NR>(kc_max)));
-
-            for (index_t jc = 0; jc < n; jc += NC) {
-                const index_t nc = n - jc < NC ? n - jc : NC;
-                const index_t n_panels = (nc + NR - 1) / NR;
-                index_t q0, q1;
-                split_range(n_panels, tn, tid % tn, q0, q1);
-                if (q0 >= q1) continue;
-                for (index_t pc = 0; pc < k; pc += KC) {
-                    const index_t kc = k - pc < KC ? k - pc : KC;
-                    const bool first = pc == 0, last = pc + kc == k;
-                    const T beta = first ? P.beta : T(1);
-                    const T* bsrc = P.b + pc * P.rsb + jc * P.csb;
-                    if (P.csb == 1)
-                        pack_b_rows<T, NR>(q0, q1, nc, kc, bsrc, P.rsb, bp);
-                    else
-                        for (index_t jp = q0; jp < q1; ++jp)
-                            pack_b_panel<T, NR>(jp * NR, nc, kc, bsrc, P.rsb, P.csb,
-                                                bp + jp * panel_stride<T, NR>(kc));
-                    for (index_t ic = m0; ic < m1; ic += MC) {
-                        const index_t mc = m1 - ic < MC ? m1 - ic : MC;
-                        Deriv<T> d = deriv_all;
-                        if (d.op != Epilogue::none) d.z += ic * d.rsz + pc * d.csz;
-                        pack_a<T, MR>(mc, kc, P.a + ic * P.rsa + pc * P.csa, P.rsa, P.csa, ap, d);
-                        for (index_t jp = q0; jp < q1; ++jp) {
-                            const index_t jr = jp * NR;
-                            const int nr = static_cast<int>(nc - jr < NR ? nc - jr : NR);
-                            UkrEpilogue<T> epi;
-                            if (last) {
-                                epi.bias = P.bias ? P.bias + jc + jr : nullptr;
-                                epi.op = P.epilogue;
-                                epi.param = P.epilogue_param;
-                            }
-                            const T* bmp = bp + jp * panel_stride<T, NR>(kc);
-                            for (index_t ir = 0; ir < mc; ir += MR) {
-                                const int mr = static_cast<int>(mc - ir < MR ? mc - ir : MR);
-                                T* c = P.c + (ic + ir) * P.rsc + (jc + jr) * P.csc;
-                                const bool last_ir = ir + MR >= mc;
-                                ukr(kc, ap + ir * kc, bmp, P.alpha, beta, c, P.rsc, P.csc, mr, nr,
-                                    epi, last_ir ? ap : ap + (ir + MR) * kc,
-                                    last_ir ? bmp + panel_stride<T, NR>(kc) : bmp);
-                            }
-                        }
+    for (index_t jc = 0; jc < n; jc += NC) {
+        const index_t nc = n - jc < NC ? n - jc : NC;
+        index_t q0, q1;
+        split_tiles(nc, NR, tn, tid % tn, q0, q1);
+        if (q0 >= q1) continue;
+        for (index_t pc = 0; pc < k; pc += KC) {
+            const index_t kc = k - pc < KC ? k - pc : KC;
+            const bool first = pc == 0, last = pc + kc == k;
+            const T beta = first ? P.beta : T(1);
+            const T* bsrc = P.b + pc * P.rsb + jc * P.csb;
+            if (P.csb == 1)
+                pack_b_rows<T, NR>(q0, q1, nc, kc, bsrc, P.rsb, bp);
+            else
+                for (index_t jp = q0; jp < q1; ++jp)
+                    pack_b_panel<T, NR>(jp * NR, nc, kc, bsrc, P.rsb, P.csb,
+                                        bp + jp * panel_stride<T, NR>(kc));
+            for (index_t ic = m0; ic < m1; ic += MC) {
+                const index_t mc = m1 - ic < MC ? m1 - ic : MC;
+                Deriv<T> d = deriv_all;
+                if (d.op != Epilogue::none) d.z += ic * d.rsz + pc * d.csz;
+                pack_a<T, MR>(mc, kc, P.a + ic * P.rsa + pc * P.csa, P.rsa, P.csa, ap, d);
+                for (index_t jp = q0; jp < q1; ++jp) {
+                    const index_t jr = jp * NR;
+                    const int nr = static_cast<int>(nc - jr < NR ? nc - jr : NR);
+                    UkrEpilogue<T> epi;
+                    if (last) {
+                        epi.bias = P.bias ? P.bias + jc + jr : nullptr;
+                        epi.op = P.epilogue;
+                        epi.param = P.epilogue_param;
+                    }
+                    const T* bmp = bp + jp * panel_stride<T, NR>(kc);
+                    for (index_t ir = 0; ir < mc; ir += MR) {
+                        const int mr = static_cast<int>(mc - ir < MR ? mc - ir : MR);
+                        T* c = P.c + (ic + ir) * P.rsc + (jc + jr) * P.csc;
+                        const bool last_ir = ir + MR >= mc;
+                        ukr(kc, ap + ir * kc, bmp, P.alpha, beta, c, P.rsc, P.csc, mr, nr,
+                            epi, last_ir ? ap : ap + (ir + MR) * kc,
+                            last_ir ? bmp + panel_stride<T, NR>(kc) : bmp);
                     }
                 }
             }
-        });
-    };
-
-    if (nt_req <= 1) {
-        body(0, 1);
-    } else {
-#pragma omp parallel num_threads(nt_req)
-        body(omp_get_thread_num(), omp_get_num_threads());
+        }
     }
+}
+
+// One OpenMP region per call (none for nt_req <= 1).
+template <class T>
+void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, int nt_req) {
+    if (nt_req <= 1) {
+        gemm_packed_part(P, ukr, 0, 1);
+        return;
+    }
+    OmpErrors errors;
+#pragma omp parallel num_threads(nt_req)
+    errors.run([&] { gemm_packed_part(P, ukr, omp_get_thread_num(), omp_get_num_threads()); });
     errors.rethrow();
 }
 
@@ -583,6 +615,35 @@ void gemm_impl(const GemmProblem<T>& P, UkrFn<T> ukr, DirectFn<T> direct) {
     gemm_packed(P, ukr, nt);
 }
 
+// Multiply-adds per thread below which a team GEMM leaves the extra threads
+// idle (splitting costs a second packing of the shared operand and partial
+// tiles; there is no fork/join to pay inside a team).
+constexpr index_t kTeamMinWork = index_t(1) << 15;
+
+// Thread tid's share inside a running team (nnk/gemm.h, sgemm_team). The
+// path (direct or packed) is chosen exactly as gemm_impl chooses it, so the
+// result is bitwise the same as a plain call.
+template <class T>
+void gemm_team(const GemmProblem<T>& P, UkrFn<T> ukr, DirectFn<T> direct, int tid, int nth) {
+    const index_t m = P.m, n = P.n, k = P.k;
+    if (m == 0 || n == 0) return;
+    if (k == 0 || P.alpha == T(0)) {
+        if (tid == 0) scale_only(P);
+        return;
+    }
+    const index_t work = m * n * k;
+    int useful = nth;
+    if (work / kTeamMinWork < useful) useful = work / kTeamMinWork > 1 ? static_cast<int>(work / kTeamMinWork) : 1;
+    if (tid >= useful) return;
+    const BlockSizes& bs = block_sizes<T>();
+    if (direct && work <= bs.small_work && P.csa == 1 && P.csb == 1 &&
+        P.a_deriv == Epilogue::none) {
+        gemm_direct(P, direct, tid, useful);
+        return;
+    }
+    gemm_packed_part(P, ukr, tid, useful);
+}
+
 #if defined(NNK_ISA_GENERIC)
 constexpr DirectFn<float> kDirectF32 = nullptr;
 constexpr DirectFn<double> kDirectF64 = nullptr;
@@ -601,6 +662,12 @@ void block_sizes_of(int elem_bytes, index_t out[4]) {
 
 void sgemm(const GemmProblem<float>& p) { gemm_impl<float>(p, &ukr_f32, kDirectF32); }
 void dgemm(const GemmProblem<double>& p) { gemm_impl<double>(p, &ukr_f64, kDirectF64); }
+void sgemm_team(const GemmProblem<float>& p, int tid, int nth) {
+    gemm_team<float>(p, &ukr_f32, kDirectF32, tid, nth);
+}
+void dgemm_team(const GemmProblem<double>& p, int tid, int nth) {
+    gemm_team<double>(p, &ukr_f64, kDirectF64, tid, nth);
+}
 
 }  // namespace
 
@@ -616,7 +683,7 @@ const GemmKernels& gemm_kernels() {
     static const GemmKernels table{
         NNK_VARIANT_NAME,
         Tile<float>::MR, Tile<float>::NR, Tile<double>::MR, Tile<double>::NR,
-        &sgemm, &dgemm, &colsum_f32, &colsum_f64, &colsum_deriv_f32, &colsum_deriv_f64,
+        &sgemm, &dgemm, &sgemm_team, &dgemm_team, &colsum_f32, &colsum_f64, &colsum_deriv_f32, &colsum_deriv_f64,
         &block_sizes_of};
     return table;
 }
