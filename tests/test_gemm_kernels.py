@@ -145,6 +145,25 @@ def test_edge_tiles_every_isa(isa, dtype, rng, m, k, n):
     np.testing.assert_allclose(c2, a.astype(np.float64) @ b, **tol(dtype, k))
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m,k,n", [(64, 300, 130), (90, 200, 200), (8, 600, 512), (70, 1100, 64)])
+def test_b_read_in_place_every_isa(isa, dtype, rng, m, k, n):
+    """Few rows of A and a row-major B: the packed path reads B's full panels
+    in place (unaligned rows, several k-blocks, a partial last panel packed),
+    with alpha, beta, bias and an activation in the epilogue."""
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n + 1)).astype(dtype)[:, 1:]  # rows not 64-byte aligned
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    bias = rng.standard_normal(n).astype(dtype)
+    out, out2 = c0.copy(), np.empty((m, n), dtype)
+    with isa_forced(isa):
+        _C.gemm(out, a, b, 0.5, 2.0, bias, "none")
+        _C.gemm(out2, a, b, 1.0, 0.0, bias, "relu")
+    ab = a.astype(np.float64) @ b
+    np.testing.assert_allclose(out, 0.5 * ab + 2.0 * c0 + bias, **tol(dtype, k))
+    np.testing.assert_allclose(out2, np.maximum(ab + bias, 0), **tol(dtype, k))
+
+
 def test_results_independent_of_thread_count(dtype, rng):
     a = rng.standard_normal((300, 530)).astype(dtype)
     b = rng.standard_normal((530, 270)).astype(dtype)

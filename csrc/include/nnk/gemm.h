@@ -12,6 +12,7 @@
 //   jc over n in NC | pc over k in KC (pack B panel) | ic over m in MC (pack A)
 //   | jr over NR | ir over MR -> microkernel
 // Small problems skip packing (direct microkernel reading A and B in place).
+// Few rows of A and a row-major B: B is read in place (ukr_brows_*).
 // Microkernel contract (ukr_<isa>_<MR>x<NR>.cpp):
 //   given packed micro-panels Ap (k x MR, column-major by MR) and
 //   Bp (k x NR, row-major by NR), compute the MR x NR product and

@@ -27,20 +27,21 @@ struct BlockFractions {
     double l2;    // share of L2 for the MC x KC block of A
     index_t nc;   // columns of the B panel (multiple of NR)
     index_t small_work;  // m*n*k at or below which the direct (unpacked) path is used
+    index_t brows_rows;  // rows of A per thread up to which a row-major B is read in place
 };
 
 #if defined(NNK_ISA_AVX512)
 template <> struct Tile<float>  { static constexpr int MR = 14, NR = 32; };
 template <> struct Tile<double> { static constexpr int MR = 14, NR = 16; };
-constexpr BlockFractions kFractions{0.67, 0.125, 3072, 1 << 21};
+constexpr BlockFractions kFractions{0.67, 0.125, 3072, 1 << 21, 96};
 #elif defined(NNK_ISA_AVX2)
 template <> struct Tile<float>  { static constexpr int MR = 6, NR = 16; };
 template <> struct Tile<double> { static constexpr int MR = 6, NR = 8; };
-constexpr BlockFractions kFractions{0.5, 0.25, 3072, 1 << 21};
+constexpr BlockFractions kFractions{0.5, 0.25, 3072, 1 << 21, 48};
 #else
 template <> struct Tile<float>  { static constexpr int MR = 4, NR = 8; };
 template <> struct Tile<double> { static constexpr int MR = 4, NR = 4; };
-constexpr BlockFractions kFractions{0.5, 0.5, 2048, 0};
+constexpr BlockFractions kFractions{0.5, 0.5, 2048, 0, 0};
 #endif
 
 struct BlockSizes {

@@ -410,6 +410,9 @@ template <class T>
 using UkrFn = void (*)(index_t, const T*, const T*, T, T, T*, index_t, index_t, int, int,
                        const UkrEpilogue<T>&, const T*, const T*);
 template <class T>
+using BRowsFn = void (*)(index_t, const T*, const T*, index_t, T, T, T*, index_t, index_t, int,
+                         const UkrEpilogue<T>&, const T*);
+template <class T>
 using DirectFn = void (*)(index_t, const T*, index_t, const T*, index_t, T, T, T*, index_t, index_t,
                           int, int, const UkrEpilogue<T>&);
 
@@ -503,8 +506,21 @@ inline index_t even_block(index_t count, index_t limit, index_t step) {
 // into its own buffer: no barriers, so a descheduled thread never stalls the
 // other (the machine may be shared), at the price of packing B once per
 // row-split thread (k*n copies for m*n*k/nth multiply-adds).
+// Rows of A per thread up to which a row-major B (unit column stride) is
+// read in place by the microkernel instead of packed: packing B reads it,
+// writes it and reads it again, which only pays off when many row tiles reuse
+// each packed panel. NNK_GEMM_BROWS overrides it (tuning; 0 disables).
+inline index_t brows_max_rows() {
+    static const index_t v = [] {
+        const char* s = std::getenv("NNK_GEMM_BROWS");
+        if (s && *s) return static_cast<index_t>(std::strtol(s, nullptr, 10));
+        return kFractions.brows_rows;
+    }();
+    return v;
+}
+
 template <class T>
-void gemm_packed_part(const GemmProblem<T>& P, UkrFn<T> ukr, int tid, int nth) {
+void gemm_packed_part(const GemmProblem<T>& P, UkrFn<T> ukr, BRowsFn<T> brows, int tid, int nth) {
     constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
     const BlockSizes& bs = block_sizes<T>();
     const index_t m = P.m, n = P.n, k = P.k;
@@ -527,6 +543,7 @@ void gemm_packed_part(const GemmProblem<T>& P, UkrFn<T> ukr, int tid, int nth) {
     split_tiles(m, MR, tm, tid / tn, t0, t1);
     const index_t m0 = t0 * MR, m1 = t1 * MR < m ? t1 * MR : m;
     if (m0 >= m1) return;
+    const bool b_rows = brows && P.csb == 1 && m1 - m0 <= brows_max_rows();
     const index_t MC = even_block(m1 - m0, bs.MC, MR);
     const index_t mc_max = m1 - m0 < MC ? m1 - m0 : MC;
     T* ap = tls_pack_a.get<T>(static_cast<std::size_t>(((mc_max + MR - 1) / MR) * MR * kc_max));
@@ -543,7 +560,9 @@ void gemm_packed_part(const GemmProblem<T>& P, UkrFn<T> ukr, int tid, int nth) {
             const bool first = pc == 0, last = pc + kc == k;
             const T beta = first ? P.beta : T(1);
             const T* bsrc = P.b + pc * P.rsb + jc * P.csb;
-            if (P.csb == 1)
+            if (b_rows) {  // full panels are read in place; pack a partial last one
+                if (q1 * NR > nc) pack_b_rows<T, NR>(q1 - 1, q1, nc, kc, bsrc, P.rsb, bp);
+            } else if (P.csb == 1)
                 pack_b_rows<T, NR>(q0, q1, nc, kc, bsrc, P.rsb, bp);
             else
                 for (index_t jp = q0; jp < q1; ++jp)
@@ -568,9 +587,13 @@ void gemm_packed_part(const GemmProblem<T>& P, UkrFn<T> ukr, int tid, int nth) {
                         const int mr = static_cast<int>(mc - ir < MR ? mc - ir : MR);
                         T* c = P.c + (ic + ir) * P.rsc + (jc + jr) * P.csc;
                         const bool last_ir = ir + MR >= mc;
-                        ukr(kc, ap + ir * kc, bmp, P.alpha, beta, c, P.rsc, P.csc, mr, nr,
-                            epi, last_ir ? ap : ap + (ir + MR) * kc,
-                            last_ir ? bmp + panel_stride<T, NR>(kc) : bmp);
+                        if (b_rows && nr == NR)
+                            brows(kc, ap + ir * kc, bsrc + jr, P.rsb, P.alpha, beta, c, P.rsc, P.csc,
+                                  mr, epi, last_ir ? ap : ap + (ir + MR) * kc);
+                        else
+                            ukr(kc, ap + ir * kc, bmp, P.alpha, beta, c, P.rsc, P.csc, mr, nr,
+                                epi, last_ir ? ap : ap + (ir + MR) * kc,
+                                last_ir ? bmp + panel_stride<T, NR>(kc) : bmp);
                     }
                 }
             }
@@ -580,19 +603,19 @@ void gemm_packed_part(const GemmProblem<T>& P, UkrFn<T> ukr, int tid, int nth) {
 
 // One OpenMP region per call (none for nt_req <= 1).
 template <class T>
-void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, int nt_req) {
+void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, BRowsFn<T> brows, int nt_req) {
     if (nt_req <= 1) {
-        gemm_packed_part(P, ukr, 0, 1);
+        gemm_packed_part(P, ukr, brows, 0, 1);
         return;
     }
     OmpErrors errors;
 #pragma omp parallel num_threads(nt_req)
-    errors.run([&] { gemm_packed_part(P, ukr, omp_get_thread_num(), omp_get_num_threads()); });
+    errors.run([&] { gemm_packed_part(P, ukr, brows, omp_get_thread_num(), omp_get_num_threads()); });
     errors.rethrow();
 }
 
 template <class T>
-void gemm_impl(const GemmProblem<T>& P, UkrFn<T> ukr, DirectFn<T> direct) {
+void gemm_impl(const GemmProblem<T>& P, UkrFn<T> ukr, BRowsFn<T> brows, DirectFn<T> direct) {
     const index_t m = P.m, n = P.n, k = P.k;
     if (m == 0 || n == 0) return;
     if (k == 0 || P.alpha == T(0)) {
@@ -612,7 +635,7 @@ void gemm_impl(const GemmProblem<T>& P, UkrFn<T> ukr, DirectFn<T> direct) {
         const index_t useful = work / (kGemmParallelWork / 2);
         if (useful < nt) nt = static_cast<int>(useful);
     }
-    gemm_packed(P, ukr, nt);
+    gemm_packed(P, ukr, brows, nt);
 }
 
 // Multiply-adds per thread below which a team GEMM leaves the extra threads
@@ -624,7 +647,8 @@ constexpr index_t kTeamMinWork = index_t(1) << 15;
 // path (direct or packed) is chosen exactly as gemm_impl chooses it, so the
 // result is bitwise the same as a plain call.
 template <class T>
-void gemm_team(const GemmProblem<T>& P, UkrFn<T> ukr, DirectFn<T> direct, int tid, int nth) {
+void gemm_team(const GemmProblem<T>& P, UkrFn<T> ukr, BRowsFn<T> brows, DirectFn<T> direct, int tid,
+               int nth) {
     const index_t m = P.m, n = P.n, k = P.k;
     if (m == 0 || n == 0) return;
     if (k == 0 || P.alpha == T(0)) {
@@ -641,15 +665,19 @@ void gemm_team(const GemmProblem<T>& P, UkrFn<T> ukr, DirectFn<T> direct, int ti
         gemm_direct(P, direct, tid, useful);
         return;
     }
-    gemm_packed_part(P, ukr, tid, useful);
+    gemm_packed_part(P, ukr, brows, tid, useful);
 }
 
 #if defined(NNK_ISA_GENERIC)
 constexpr DirectFn<float> kDirectF32 = nullptr;
 constexpr DirectFn<double> kDirectF64 = nullptr;
+constexpr BRowsFn<float> kBRowsF32 = nullptr;
+constexpr BRowsFn<double> kBRowsF64 = nullptr;
 #else
 constexpr DirectFn<float> kDirectF32 = &ukr_direct_f32;
 constexpr DirectFn<double> kDirectF64 = &ukr_direct_f64;
+constexpr BRowsFn<float> kBRowsF32 = &ukr_brows_f32;
+constexpr BRowsFn<double> kBRowsF64 = &ukr_brows_f64;
 #endif
 
 void block_sizes_of(int elem_bytes, index_t out[4]) {
@@ -660,13 +688,13 @@ void block_sizes_of(int elem_bytes, index_t out[4]) {
     out[3] = b.small_work;
 }
 
-void sgemm(const GemmProblem<float>& p) { gemm_impl<float>(p, &ukr_f32, kDirectF32); }
-void dgemm(const GemmProblem<double>& p) { gemm_impl<double>(p, &ukr_f64, kDirectF64); }
+void sgemm(const GemmProblem<float>& p) { gemm_impl<float>(p, &ukr_f32, kBRowsF32, kDirectF32); }
+void dgemm(const GemmProblem<double>& p) { gemm_impl<double>(p, &ukr_f64, kBRowsF64, kDirectF64); }
 void sgemm_team(const GemmProblem<float>& p, int tid, int nth) {
-    gemm_team<float>(p, &ukr_f32, kDirectF32, tid, nth);
+    gemm_team<float>(p, &ukr_f32, kBRowsF32, kDirectF32, tid, nth);
 }
 void dgemm_team(const GemmProblem<double>& p, int tid, int nth) {
-    gemm_team<double>(p, &ukr_f64, kDirectF64, tid, nth);
+    gemm_team<double>(p, &ukr_f64, kBRowsF64, kDirectF64, tid, nth);
 }
 
 }  // namespace

@@ -28,6 +28,17 @@ void ukr_f64(index_t k, const double* ap, const double* bp, double alpha, double
              index_t rsc, index_t csc, int m, int n, const UkrEpilogue<double>& epi,
              const double* a_next, const double* b_next);
 
+// The packed microkernel with B read in place (x86 variants only): full
+// NR-column panels of a B with unit column stride, rows ldb elements apart.
+// For few rows of A, where packing B (read it, write it, read it again)
+// costs more than the microkernel's strided reads.
+void ukr_brows_f32(index_t k, const float* ap, const float* b, index_t ldb, float alpha, float beta,
+                   float* c, index_t rsc, index_t csc, int m, const UkrEpilogue<float>& epi,
+                   const float* a_next);
+void ukr_brows_f64(index_t k, const double* ap, const double* b, index_t ldb, double alpha, double beta,
+                   double* c, index_t rsc, index_t csc, int m, const UkrEpilogue<double>& epi,
+                   const double* a_next);
+
 // Direct microkernel (small problems, no packing): A read in place with row
 // stride rsa and unit column stride, B read in place with row stride rsb and
 // unit column stride. Rows >= m of A and columns >= n of B are never read.

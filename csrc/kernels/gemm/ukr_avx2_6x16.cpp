@@ -63,6 +63,18 @@ void ukr_f64(index_t k, const double* ap, const double* bp, double alpha, double
              const double* a_next, const double* b_next) {
     ukr_packed<S256d, MRd, NVd>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
 }
+void ukr_brows_f32(index_t k, const float* ap, const float* b, index_t ldb, float alpha, float beta,
+                   float* c, index_t rsc, index_t csc, int m, const UkrEpilogue<float>& epi,
+                   const float* a_next) {
+    ukr_packed<S256f, MRf, NVf, MRf, NVf, true>(k, ap, b, alpha, beta, c, rsc, csc, m, NVf * S256f::W, epi,
+                                                a_next, b, ldb);
+}
+void ukr_brows_f64(index_t k, const double* ap, const double* b, index_t ldb, double alpha, double beta,
+                   double* c, index_t rsc, index_t csc, int m, const UkrEpilogue<double>& epi,
+                   const double* a_next) {
+    ukr_packed<S256d, MRd, NVd, MRd, NVd, true>(k, ap, b, alpha, beta, c, rsc, csc, m, NVd * S256d::W, epi,
+                                                a_next, b, ldb);
+}
 void ukr_direct_f32(index_t k, const float* a, index_t rsa, const float* b, index_t rsb, float alpha,
                     float beta, float* c, index_t rsc, index_t csc, int m, int n,
                     const UkrEpilogue<float>& epi) {

@@ -83,6 +83,32 @@ void ukr_f64(index_t k, const double* ap, const double* bp, double alpha, double
     else
         ukr_packed<S512d, MRd, NVd>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
 }
+namespace {
+// B read in place: full NV-register panels, row tiles of <= 4, <= 8 or MR rows.
+template <class S, int MR, int NV>
+void brows_tiles(index_t k, const typename S::T* ap, const typename S::T* b, index_t ldb,
+                 typename S::T alpha, typename S::T beta, typename S::T* c, index_t rsc, index_t csc,
+                 int m, const UkrEpilogue<typename S::T>& epi, const typename S::T* a_next) {
+    constexpr int n = NV * S::W;
+    if (m <= 4)
+        ukr_packed<S, 4, NV, MR, NV, true>(k, ap, b, alpha, beta, c, rsc, csc, m, n, epi, a_next, b, ldb);
+    else if (m <= 8)
+        ukr_packed<S, 8, NV, MR, NV, true>(k, ap, b, alpha, beta, c, rsc, csc, m, n, epi, a_next, b, ldb);
+    else
+        ukr_packed<S, MR, NV, MR, NV, true>(k, ap, b, alpha, beta, c, rsc, csc, m, n, epi, a_next, b, ldb);
+}
+}  // namespace
+
+void ukr_brows_f32(index_t k, const float* ap, const float* b, index_t ldb, float alpha, float beta,
+                   float* c, index_t rsc, index_t csc, int m, const UkrEpilogue<float>& epi,
+                   const float* a_next) {
+    brows_tiles<S512f, MRf, NVf>(k, ap, b, ldb, alpha, beta, c, rsc, csc, m, epi, a_next);
+}
+void ukr_brows_f64(index_t k, const double* ap, const double* b, index_t ldb, double alpha, double beta,
+                   double* c, index_t rsc, index_t csc, int m, const UkrEpilogue<double>& epi,
+                   const double* a_next) {
+    brows_tiles<S512d, MRd, NVd>(k, ap, b, ldb, alpha, beta, c, rsc, csc, m, epi, a_next);
+}
 void ukr_direct_f32(index_t k, const float* a, index_t rsa, const float* b, index_t rsb, float alpha,
                     float beta, float* c, index_t rsc, index_t csc, int m, int n,
                     const UkrEpilogue<float>& epi) {

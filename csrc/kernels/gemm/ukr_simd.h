@@ -83,14 +83,18 @@ inline TileRegs<S, MR, NV> to_memory(const typename S::V (&acc)[MR][NV]) {
 // MR rows and NV registers of columns are computed (MR <= MRP, NV <= NVP, the
 // packing's interleaves): a partial last tile (m <= 8 of 14 rows, n <= 16 of
 // 32 columns) can run a smaller instantiation instead of multiplying padding.
-template <class S, int MR, int NV, int MRP = MR, int NVP = NV>
+// B_ROWS: B is not packed but read in place, NVP*W full columns of rows ldb
+// elements apart (any alignment), prefetched a few rows ahead.
+template <class S, int MR, int NV, int MRP = MR, int NVP = NV, bool B_ROWS = false>
 inline void ukr_packed(index_t k, const typename S::T* __restrict ap,
                        const typename S::T* __restrict bp, typename S::T alpha,
                        typename S::T beta, typename S::T* c, index_t rsc, index_t csc, int m, int n,
                        const UkrEpilogue<typename S::T>& epi, const typename S::T* a_next,
-                       const typename S::T* b_next) {
+                       const typename S::T* b_next, index_t ldb = NVP * S::W) {
     using V = typename S::V;
     constexpr int W = S::W, NR = NVP * W;
+    const index_t b_step = B_ROWS ? ldb : NR;
+    constexpr index_t kPrefetchB = 8;  // rows ahead (B_ROWS only)
     // The C tile is touched once at the end: start bringing it in now.
     for (int r = 0; r < m; ++r) {
         _mm_prefetch(reinterpret_cast<const char*>(c + r * rsc), _MM_HINT_T0);
@@ -109,9 +113,13 @@ inline void ukr_packed(index_t k, const typename S::T* __restrict ap,
 #pragma GCC unroll 4
     for (index_t p = 0; p < k; ++p) {
         _mm_prefetch(reinterpret_cast<const char*>(ap + kPrefetchA * MRP), _MM_HINT_T0);
+        if (B_ROWS) {
+            _mm_prefetch(reinterpret_cast<const char*>(bp + kPrefetchB * b_step), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(bp + kPrefetchB * b_step + NR - 1), _MM_HINT_T0);
+        }
         V b[NV];
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) b[v] = S::load(bp + v * W);
+        for (int v = 0; v < NV; ++v) b[v] = B_ROWS ? S::loadu(bp + v * W) : S::load(bp + v * W);
 #pragma GCC unroll 64
         for (int r = 0; r < MR; ++r) {
             const V a = S::bcast(ap + r);
@@ -119,7 +127,7 @@ inline void ukr_packed(index_t k, const typename S::T* __restrict ap,
             for (int v = 0; v < NV; ++v) acc[r][v] = S::fma(a, b[v], acc[r][v]);
         }
         ap += MRP;
-        bp += NR;
+        bp += b_step;
     }
     _mm_prefetch(reinterpret_cast<const char*>(a_next), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(b_next), _MM_HINT_T0);
