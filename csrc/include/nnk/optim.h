@@ -11,7 +11,8 @@
 //             g = nesterov ? g + mom*buf : buf;  p -= lr*g
 //   adam    : g = ±grad; p *= 1-lr*wd (decoupled) | g += wd*p;
 //             m = lerp(m, g, 1-b1); v = b2*v + (1-b2)*g*g; [vmax = max(vmax, v)]
-//             p -= lr/(1-b1^t) * m / (sqrt(v or vmax)/sqrt(1-b2^t) + eps)
+//             p -= lr/(1-b1^t) * m / (sqrt(v or vmax)*(1/sqrt(1-b2^t)) + eps)
+//             (PyTorch divides by sqrt(1-b2^t): <= 1 ulp apart, one division less)
 //   rmsprop : g = ±grad [+ wd*p]; s = a*s + (1-a)*g*g;
 //             avg = sqrt(s [- ga*ga, ga = lerp(ga, g, 1-a)]) + eps;
 //             mom > 0 ? (buf = mom*buf + g/avg; p -= lr*buf) : p -= lr*g/avg

@@ -444,7 +444,7 @@ void sgd_chunk(T* __restrict p, const T* __restrict gr, T* __restrict buf, index
 
 template <class T, int WD>  // WD: 0 none, 1 L2 (adam), 2 decoupled (adamw)
 void adam_chunk(T* __restrict p, const T* __restrict gr, T* __restrict m, T* __restrict v, index_t b,
-                index_t e, T gs, T wd, T decay, T b2, T w1, T w2, T eps, T step_size, T bc2_sqrt) {
+                index_t e, T gs, T wd, T decay, T b2, T w1, T w2, T eps, T step_size, T inv_bc2_sqrt) {
 #pragma omp simd
     for (index_t i = b; i < e; ++i) {
         T g = gs * gr[i];
@@ -456,7 +456,7 @@ void adam_chunk(T* __restrict p, const T* __restrict gr, T* __restrict m, T* __r
         const T vi = v[i] * b2 + w2 * (g * g);
         m[i] = mi;
         v[i] = vi;
-        const T denom = std::sqrt(vi) / bc2_sqrt + eps;
+        const T denom = std::sqrt(vi) * inv_bc2_sqrt + eps;  // x 1/sqrt(bc2): see optim.cpp
         p[i] = pi + (-step_size) * (mi / denom);
     }
 }
@@ -521,7 +521,7 @@ class OptimUpdate {
                 const double bc1 = 1.0 - std::pow(o.beta1, double(o.step));
                 const double bc2 = 1.0 - std::pow(o.beta2, double(o.step));
                 step_size_ = T(o.lr / bc1);
-                bc2_sqrt_ = T(std::sqrt(bc2));
+                inv_bc2_sqrt_ = T(1.0 / std::sqrt(bc2));
                 decay_ = T(1.0 - o.lr * o.weight_decay);
                 wdk_ = !has_wd_ ? 0 : o.kind == FusedOpt::adamw ? 2 : 1;
                 break;
@@ -569,7 +569,7 @@ class OptimUpdate {
             case FusedOpt::adam:
             case FusedOpt::adamw: {
                 const T b2 = b2_, eps = eps_, w1 = w1_, w2 = w2_, step_size = step_size_;
-                const T bc2_sqrt = bc2_sqrt_, decay = decay_;
+                const T inv_bc2_sqrt = inv_bc2_sqrt_, decay = decay_;
                 const int wdk = wdk_;
                 T* m = s0_;
                 T* v = s1_;
@@ -580,13 +580,13 @@ class OptimUpdate {
                         if (wdk == 2) pi = pi * decay;
                         m[i] = lerp_torch(m[i], g, w1);
                         v[i] = v[i] * b2 + w2 * (g * g);
-                        p[i] = pi + (-step_size) * (m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps));
+                        p[i] = pi + (-step_size) * (m[i] / (std::sqrt(v[i]) * inv_bc2_sqrt + eps));
                     }
                     return;
                 }
-                if (wdk == 0) adam_chunk<T, 0>(p, gr, m, v, lo, hi, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
-                else if (wdk == 1) adam_chunk<T, 1>(p, gr, m, v, lo, hi, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
-                else adam_chunk<T, 2>(p, gr, m, v, lo, hi, gs, wd, decay, b2, w1, w2, eps, step_size, bc2_sqrt);
+                if (wdk == 0) adam_chunk<T, 0>(p, gr, m, v, lo, hi, gs, wd, decay, b2, w1, w2, eps, step_size, inv_bc2_sqrt);
+                else if (wdk == 1) adam_chunk<T, 1>(p, gr, m, v, lo, hi, gs, wd, decay, b2, w1, w2, eps, step_size, inv_bc2_sqrt);
+                else adam_chunk<T, 2>(p, gr, m, v, lo, hi, gs, wd, decay, b2, w1, w2, eps, step_size, inv_bc2_sqrt);
                 return;
             }
             case FusedOpt::rmsprop: {
@@ -633,7 +633,7 @@ class OptimUpdate {
     T* s1_;
     T* s2_;
     T lr_ = 0, wd_ = 0, gs_ = 1, mom_ = 0, damp1_ = 1;
-    T b2_ = 0, eps_ = 0, w1_ = 0, w2_ = 0, step_size_ = 0, bc2_sqrt_ = 1, decay_ = 1;
+    T b2_ = 0, eps_ = 0, w1_ = 0, w2_ = 0, step_size_ = 0, inv_bc2_sqrt_ = 1, decay_ = 1;
     T alpha_ = 0, w_ = 0;
     int wdk_ = 0;
     bool has_wd_ = false;

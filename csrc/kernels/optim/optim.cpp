@@ -82,7 +82,7 @@ template <class T>
 struct AdamScalars {
     T b1w, b1w_c;  // lerp weight 1 - beta1 and its complement beta1
     bool b1_small;
-    T b2, one_m_b2, bc2_sqrt, eps, wd, decay_mul, neg_step_size;
+    T b2, one_m_b2, bc2_sqrt, inv_bc2_sqrt, eps, wd, decay_mul, neg_step_size;
 };
 
 // WD: 0 none, 1 L2 (Adam), 2 decoupled (AdamW)
@@ -107,7 +107,10 @@ void adam_range(const AdamArgs<T>& a, const AdamScalars<T>& s, index_t lo, index
             vi = nan_max(vmax[i], vi);
             vmax[i] = vi;
         }
-        const T denom = std::sqrt(vi) / s.bc2_sqrt + s.eps;
+        // PyTorch divides sqrt(v) by sqrt(1 - b2^t); a multiplication by the
+        // reciprocal (<= 1 ulp apart) leaves the divider to the one division
+        // below: measured 169 -> 149 us for 243k floats, 47 -> 34 us for 60k.
+        const T denom = std::sqrt(vi) * s.inv_bc2_sqrt + s.eps;
         p[i] = pi + s.neg_step_size * mi / denom;
     }
 }
@@ -134,6 +137,7 @@ void adam(const AdamArgs<T>& a) {
     const double bc1 = 1.0 - std::pow(a.beta1, double(a.step));
     const double bc2 = 1.0 - std::pow(a.beta2, double(a.step));
     s.bc2_sqrt = T(std::sqrt(bc2));
+    s.inv_bc2_sqrt = T(1.0 / std::sqrt(bc2));
     s.neg_step_size = T(-(a.lr / bc1));
     s.eps = T(a.eps);
     s.wd = T(a.weight_decay);

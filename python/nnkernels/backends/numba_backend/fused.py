@@ -229,7 +229,7 @@ def _update_body(params, grads, s0, s1, s2, opt_code, hp):
     bc1 = 1.0 - b1 ** t
     bc2 = 1.0 - b2 ** t
     step_size = dt(lr / bc1)
-    bc2_sqrt = dt(math.sqrt(bc2))
+    inv_bc2_sqrt = dt(1.0 / math.sqrt(bc2))
     decay = dt(1.0 - lr * wd)
     wa = dt(1.0 - alpha)
     for i in prange(count):
@@ -253,7 +253,7 @@ def _update_body(params, grads, s0, s1, s2, opt_code, hp):
             v = s1[i] * dt(b2) + w2 * (g * g)
             s0[i] = m
             s1[i] = v
-            denom = math.sqrt(v) / bc2_sqrt + dt(eps)
+            denom = math.sqrt(v) * inv_bc2_sqrt + dt(eps)
             params[i] = p + (-step_size) * (m / denom)
         else:
             if wd != 0.0:
