@@ -2,8 +2,10 @@
 // header is included by per-ISA translation units, so NNK_ISA_* picks the row).
 //
 //   MR x NR : register tile of the microkernel (rows of A x columns of B)
-//   KC      : depth of a packed panel: the KC x NR micro-panel of B stays in
-//             L1 while the MR x KC micro-panels of A stream past it
+//   KC      : depth of a packed panel, as a multiple of L1: the KC x NR
+//             micro-panel of B (in L1 when the multiple is < 1; on AVX-512 it
+//             is 1.34 x L1 and streams from L2 with the A micro-panels: fewer
+//             passes over C measured faster than an L1-resident B panel)
 //   MC      : rows of A per packed block: the MC x KC block of A stays in L2
 //   NC      : columns of B per packed panel: the KC x NC panel of B (shared by
 //             the threads) stays in the outer cache
@@ -23,7 +25,7 @@ template <class T>
 struct Tile;
 
 struct BlockFractions {
-    double l1;    // share of L1 for the KC x NR micro-panel of B
+    double l1;    // size of the KC x NR micro-panel of B in units of L1
     double l2;    // share of L2 for the MC x KC block of A
     index_t nc;   // columns of the B panel (multiple of NR)
     index_t small_work;  // m*n*k at or below which the direct (unpacked) path is used
@@ -33,7 +35,7 @@ struct BlockFractions {
 #if defined(NNK_ISA_AVX512)
 template <> struct Tile<float>  { static constexpr int MR = 14, NR = 32; };
 template <> struct Tile<double> { static constexpr int MR = 14, NR = 16; };
-constexpr BlockFractions kFractions{0.67, 0.125, 3072, 1 << 21, 96};
+constexpr BlockFractions kFractions{1.34, 0.25, 3072, 1 << 21, 96};
 #elif defined(NNK_ISA_AVX2)
 template <> struct Tile<float>  { static constexpr int MR = 6, NR = 16; };
 template <> struct Tile<double> { static constexpr int MR = 6, NR = 8; };
