@@ -279,7 +279,11 @@ def test_thread_count_independent(batch, rng):
 TEAM_CASES = [  # (dims, activations, loss, optimizer, config): every pass of the step's team
     ((784, 256, 128, 10), ("relu", "relu", "none"), "cross_entropy", "adam", {}),
     ((300, 130, 70, 10), ("gelu", "sigmoid", "none"), "cross_entropy", "sgd", dict(momentum=0.9)),
-    ((300, 130, 70, 10), ("silu", "tanh", "leaky_relu"), "mse", "rmsprop_full", {}),
+    # RMSprop with momentum but not centered: centered, sqrt(E[g^2] - E[g]^2)
+    # cancels in float32 and the comparison with NumPy below would measure
+    # the cancellation (covered against PyTorch in float64 above)
+    ((300, 130, 70, 10), ("silu", "tanh", "leaky_relu"), "mse", "rmsprop",
+     {"momentum": 0.9, "weight_decay": 1e-3}),
     ((784, 100, 10), ("relu", "none"), "cross_entropy", "adam",
      dict(weight_decay=1e-3, decay_bias=False)),
 ]
