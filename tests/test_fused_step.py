@@ -229,6 +229,20 @@ def test_weight_decay_on_weights_only(backend, opt, batch, rng):
     assert not np.allclose(both.params[b], only_w.params[b], rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("batch", [70, 130])
+@pytest.mark.parametrize("bias", [True, False])
+def test_larger_batches_vs_torch(backend, batch, bias, rng):
+    """Batches from 48 up: the Numba step's products go through its packed
+    GEMM (transposed when the batch is under its 120-row block and the layer
+    wider), with and without bias, through z-activations and MSE."""
+    dims = [30, 130, 20, 4]
+    for loss, acts, opt in (("cross_entropy", ["gelu", "sigmoid", "none"], "adam"),
+                            ("mse", ["relu", "silu", "tanh"], "sgd")):
+        spec = make_spec(dims, acts, [0.0] * 3, loss, opt, np.float64, rng, bias=bias, **OPTIMS[opt])
+        xs, ys = batches(spec, rng, batch, 4)
+        check_vs_torch(backend, spec, xs, ys, 0.01)
+
+
 def test_no_bias_and_single_layer(backend, rng):
     for dims, acts in (([7, 3], ["none"]), ([7, 11, 3], ["gelu", "sigmoid"])):
         spec = make_spec(dims, acts, [0.0] * len(acts), "mse", "adamw", np.float64, rng, bias=False,
