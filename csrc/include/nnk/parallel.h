@@ -51,7 +51,9 @@ void parallel_elems(index_t n, index_t min_per_thread, F&& body) {
 // of `nth`. Code that receives a Team takes its own share of each pass and
 // never opens a region itself; `barrier()` separates dependent phases. The
 // fused training step runs as one such region (one fork/join per step
-// instead of one per pass). nth == 1 is the serial case: no barriers.
+// instead of one per pass). With nth == 1 barriers are no-ops; what a pass
+// does then (stay serial or open its own region) is the caller's choice
+// (mlp_step.cpp: "solo").
 struct Team {
     int tid = 0, nth = 1;
 
@@ -64,8 +66,10 @@ struct Team {
     }
 
     // This thread's [lo, hi) of [0, n): contiguous chunks, inner edges at
-    // multiples of `align`; only n / min_items threads (at least one, always
-    // tid 0) get work, the others an empty range.
+    // multiples of `align`, covering [0, n) exactly once across the team;
+    // only n / min_items threads (at least one) share the work, the others
+    // get an empty range (as may a thread whose edges round to the same
+    // multiple of `align`).
     void share(index_t n, index_t align, index_t min_items, index_t& lo, index_t& hi) const {
         index_t parts = nth;
         if (min_items > 0 && n / min_items < parts) parts = n / min_items > 1 ? n / min_items : 1;
