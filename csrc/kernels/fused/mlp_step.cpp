@@ -78,12 +78,6 @@ template <>
 void colsum_cols<double>(double* out, const double* x, index_t m, index_t n, index_t lo, index_t hi) {
     gemm_kernels().colsum_f64(out + lo, x + lo, m, hi - lo, n, false);
 }
-template <class T>
-void team_colsum(const Team& t, T* out, const T* x, index_t m, index_t n) {
-    index_t lo, hi;
-    t.share(n, 16, 1, lo, hi);
-    if (lo < hi) colsum_cols<T>(out, x, m, n, lo, hi);
-}
 
 // Elements per thread below which a cheap elementwise pass is not split
 // inside a team (a split costs no fork/join there, only the false sharing at

@@ -82,7 +82,7 @@ template <class T>
 struct AdamScalars {
     T b1w, b1w_c;  // lerp weight 1 - beta1 and its complement beta1
     bool b1_small;
-    T b2, one_m_b2, bc2_sqrt, inv_bc2_sqrt, eps, wd, decay_mul, neg_step_size;
+    T b2, one_m_b2, inv_bc2_sqrt, eps, wd, decay_mul, neg_step_size;
 };
 
 // WD: 0 none, 1 L2 (Adam), 2 decoupled (AdamW)
@@ -136,7 +136,6 @@ void adam(const AdamArgs<T>& a) {
     s.one_m_b2 = T(1.0 - a.beta2);
     const double bc1 = 1.0 - std::pow(a.beta1, double(a.step));
     const double bc2 = 1.0 - std::pow(a.beta2, double(a.step));
-    s.bc2_sqrt = T(std::sqrt(bc2));
     s.inv_bc2_sqrt = T(1.0 / std::sqrt(bc2));
     s.neg_step_size = T(-(a.lr / bc1));
     s.eps = T(a.eps);
