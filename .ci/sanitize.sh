@@ -45,7 +45,11 @@ LIBSTDCXX=$(readlink -f "$(g++ -print-file-name=libstdc++.so)")
 for lib in "$LIBASAN" "$LIBSTDCXX"; do
   [ -f "$lib" ] || { echo "sanitize.sh: $lib not found" >&2; exit 1; }
 done
-if ! ldd "$WORK"/nnkernels/_C*.so | grep -q libasan; then
+# ldd's output is captured first: `ldd | grep -q` under pipefail fails now and
+# then (grep -q exits at the first match, ldd gets SIGPIPE on its next line;
+# 1 in 300 here, and it once failed CI).
+ldd_out=$(ldd "$WORK"/nnkernels/_C*.so)
+if ! grep -q libasan <<<"$ldd_out"; then
   echo "sanitize.sh: the built extension is not instrumented" >&2; exit 1
 fi
 export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:log_path=$LOG:log_exe_name=0"
