@@ -136,11 +136,24 @@ def test_native_peak_and_bandwidth():
     assert info["flops_per_iteration"] == 2 * info["lanes"] * info["chains"]
     assert _C.fma_peak(0.01, 1) > 0
     assert _C.copy_bandwidth(1 << 20, 0.01, 2) > 0
+    assert info["ukr_mr"] == _C.gemm_info()["mr_f32"] and info["ukr_nr"] == _C.gemm_info()["nr_f32"]
+
+
+def test_microkernel_ceiling_is_below_the_fma_peak():
+    # The microkernel does the peak loop's FMAs plus loads: a rate well above
+    # the peak would mean the flop count or the timing is wrong. (Loose bound:
+    # both are measured on a shared machine.)
+    peak = max(_C.fma_peak(0.05, 1) for _ in range(3))
+    ukr = min(_C.ukr_peak(0.05, 1) for _ in range(3))
+    assert 0 < ukr < 1.25 * peak
+    assert _C.ukr_peak(0.01, 2, k=64, tiles=3) > 0
 
 
 @pytest.mark.parametrize("call", [lambda: _C.fma_peak(0.0, 1), lambda: _C.fma_peak(0.01, 0),
                                   lambda: _C.copy_bandwidth(100, 0.01, 1),
-                                  lambda: _C.copy_bandwidth(1 << 20, 0.01, -1)])
+                                  lambda: _C.copy_bandwidth(1 << 20, 0.01, -1),
+                                  lambda: _C.ukr_peak(0.0, 1), lambda: _C.ukr_peak(0.01, 0),
+                                  lambda: _C.ukr_peak(0.01, 1, k=-1), lambda: _C.ukr_peak(0.01, 1, tiles=5000)])
 def test_native_argument_checks(call):
     with pytest.raises(ValueError):
         call()
@@ -153,6 +166,7 @@ def test_peak_loops_run_under_every_isa():
             _C.set_isa(isa)
             assert _C.bench_info()["isa"] == isa
             assert _C.fma_peak(0.005, 1) > 0 and _C.copy_bandwidth(1 << 16, 0.005, 1) > 0
+            assert _C.ukr_peak(0.005, 1, k=32, tiles=2) > 0
     finally:
         _C.set_isa(original)
 
@@ -259,7 +273,7 @@ def _result(scale=1.0):
     machine = {"cpu_model": "test cpu", "logical_cpus": 2, "isa": "avx512", "isa_compiled": ["generic"],
                "isa_supported": ["generic"], "peak_loop": {"chains": 16, "lanes": 16, "fma": True},
                "system": "test", "versions": {"numpy": "2", "jax": None}, "date_utc": "2026-01-01 00:00:00"}
-    peaks = {"fma": {"1": 100.0}, "copy": {"1": 10.0}, "fma_stats": {"1": Stats([90.0, 100.0]).to_dict()},
+    peaks = {"fma": {"1": 100.0}, "copy": {"1": 10.0}, "ukr": {"1": 85.0}, "fma_stats": {"1": Stats([90.0, 100.0]).to_dict()},
              "copy_stats": {"1": Stats([9.0, 10.0]).to_dict()}}
     config = {"threads": [1], "backends": ["cpp"], "quick": True, "primary": "nnk:cpp",
               "suites": ["gemm", "train-step", "softmax-xent"], "suite_docs": {"gemm": "GEMM doc."}}
@@ -270,7 +284,8 @@ def test_markdown_report_tables_and_standing():
     md = report.markdown(_result(), ["gemm.png"])
     assert md.startswith("# nnkernels benchmark report")
     for needle in ("## Machine", "## Measured peak", "## gemm", "### gemm, 1 thread", "GEMM doc.",
-                   "| 64x64x64 | nnk:cpp | 1 ms |", "2.00x", "4.00x", "missing", "![gemm](gemm.png)"):
+                   "| 64x64x64 | nnk:cpp | 1 ms |", "2.00x", "4.00x", "missing", "![gemm](gemm.png)",
+                   "| 10.0 (9.5, 9.0-10.0) | 85.0 (85%) |"):
         assert needle in md, needle
     tail = md.split("## Where we stand")[1]
     assert "| gemm | 1 | torch | 2.00x | 1/1 |" in tail

@@ -1,6 +1,7 @@
 // Bindings for the machine measurements of `nnkernels bench`:
 //   fma_peak(seconds, threads)             -> GFLOP/s (fp32, the ISA in use)
 //   copy_bandwidth(nbytes, seconds, threads) -> GB/s   (read + write bytes)
+//   ukr_peak(seconds, threads, k, tiles)   -> GFLOP/s of the GEMM microkernel alone
 //   bench_info()                           -> the peak loop's shape
 // Each thread runs the kernel on its own data for about `seconds` of wall
 // time; the result is the sum of the threads' rates, each rate computed over
@@ -17,6 +18,7 @@
 #include <string>
 
 #include "nnk/bench.h"
+#include "nnk/gemm.h"
 #include "nnk/bind_util.h"
 
 namespace nnk {
@@ -126,6 +128,69 @@ double copy_bandwidth(index_t nbytes, double seconds, int threads) {
     return rate_sum * 1e-9;
 }
 
+
+// The fp32 GEMM microkernel on packed panels, as the driver runs it (one B
+// micro-panel, `tiles` A micro-panels, k deep; k = 0 and tiles = 0 take KC and
+// MC / MR from the GEMM's blocking): the ceiling of the packed GEMM, since
+// packing, edge tiles and epilogues only add time. Each thread has its own
+// panels (64-byte aligned) and C.
+double ukr_peak(double seconds, int threads, index_t k, index_t tiles) {
+    check_args(seconds, threads);
+    const BenchKernels& kern = bench();
+    if (k < 0 || k > 65536) throw py::value_error("k: expected 0 (the GEMM's KC) or a depth in [1, 65536], got " + std::to_string(k));
+    if (tiles < 0 || tiles > 4096)
+        throw py::value_error("tiles: expected 0 (the GEMM's MC / MR) or a count in [1, 4096], got " + std::to_string(tiles));
+    index_t blk[4];
+    gemm().block_sizes(4, blk);
+    if (k == 0) k = blk[1];
+    if (tiles == 0) tiles = blk[0] / kern.mr > 0 ? blk[0] / kern.mr : 1;
+    const index_t mr = kern.mr, nr = kern.nr;
+    const double flops_per_sweep = 2.0 * static_cast<double>(mr * nr) * static_cast<double>(k * tiles);
+    auto round64 = [](index_t floats) { return static_cast<size_t>((floats * 4 + 63) / 64 * 64); };
+    double rate_sum = 0.0;
+    float sink = 0.0f;
+    {
+        py::gil_scoped_release release;
+        OmpErrors errors;
+#pragma omp parallel num_threads(threads) reduction(+ : rate_sum, sink)
+        {
+            float* ap = nullptr;
+            float* bp = nullptr;
+            float* c = nullptr;
+            errors.run([&] {
+                ap = static_cast<float*>(std::aligned_alloc(64, round64(tiles * k * mr)));
+                bp = static_cast<float*>(std::aligned_alloc(64, round64(k * nr)));
+                c = static_cast<float*>(std::aligned_alloc(64, round64(tiles * mr * nr)));
+                if (!ap || !bp || !c) throw std::bad_alloc();
+                // Small values: C grows by ~1e-3 * k per sweep, far from overflow.
+                for (index_t i = 0; i < tiles * k * mr; ++i) ap[i] = 0.001f * static_cast<float>(i % 7);
+                for (index_t i = 0; i < k * nr; ++i) bp[i] = 0.01f * static_cast<float>(i % 5);
+                for (index_t i = 0; i < tiles * mr * nr; ++i) c[i] = 0.0f;
+                kern.ukr_sweep(k, tiles, ap, bp, c);  // warm-up: caches and the vector unit
+            });
+#pragma omp barrier
+            errors.run([&] {
+                if (!ap || !bp || !c) return;
+                const double t0 = omp_get_wtime(), c0 = thread_cpu_seconds();
+                index_t sweeps = 0;
+                do {
+                    kern.ukr_sweep(k, tiles, ap, bp, c);
+                    ++sweeps;
+                } while (omp_get_wtime() - t0 < seconds);
+                const double cpu = thread_cpu_seconds() - c0;
+                rate_sum += sweeps * flops_per_sweep / (cpu > 0.0 ? cpu : seconds);
+                sink += c[0];
+            });
+            std::free(ap);
+            std::free(bp);
+            std::free(c);
+        }
+        errors.rethrow();
+    }
+    if (!(sink == sink)) throw std::runtime_error("ukr_peak: the microkernel produced NaN");
+    return rate_sum * 1e-9;
+}
+
 }  // namespace
 
 void register_bench(py::module_& m) {
@@ -135,6 +200,12 @@ void register_bench(py::module_& m) {
     m.def("copy_bandwidth", &copy_bandwidth, py::arg("nbytes"), py::arg("seconds"), py::arg("threads"),
           "Copy bandwidth in GB/s (bytes read + bytes written) of the ISA variant in use: "
           "`threads` threads copy their slices of an `nbytes` float32 buffer for about `seconds`.");
+    m.def("ukr_peak", &ukr_peak, py::arg("seconds"), py::arg("threads"), py::arg("k") = 0,
+          py::arg("tiles") = 0,
+          "GFLOP/s of the fp32 GEMM microkernel alone (ISA variant in use) on cache-resident packed "
+          "panels: one k x NR B micro-panel against `tiles` MR x k A micro-panels, as the packed "
+          "driver runs it but with no packing, edges or epilogue; the ceiling of the whole GEMM. "
+          "k = 0 / tiles = 0: the GEMM's KC and MC / MR.");
     m.def("bench_info", [] {
         const BenchKernels& k = bench();
         py::dict d;
@@ -143,6 +214,8 @@ void register_bench(py::module_& m) {
         d["chains"] = k.chains;
         d["fma"] = k.fma;
         d["flops_per_iteration"] = 2 * k.lanes * k.chains;
+        d["ukr_mr"] = k.mr;
+        d["ukr_nr"] = k.nr;
         return d;
     }, "Shape of the peak loop of the ISA variant in use.");
 }

@@ -8,7 +8,7 @@ names exactly the module's functions and their parameters.
 from __future__ import annotations
 from collections.abc import Sequence
 import numpy
-__all__: list[str] = ['MlpStep', 'act_backward', 'act_forward', 'act_info', 'adagrad_step', 'adam_step', 'adam_step_multi', 'bench_info', 'check_class_indices', 'colsum', 'copy_bandwidth', 'cpu_info', 'cross_entropy', 'fma_peak', 'gemm', 'gemm_info', 'get_num_threads', 'loss_info', 'nll_loss', 'pointwise_loss', 'rmsprop_step', 'set_isa', 'set_num_threads', 'sgd_step', 'softmax_backward', 'softmax_forward', 'take_rows', 'vmath']
+__all__: list[str] = ['MlpStep', 'act_backward', 'act_forward', 'act_info', 'adagrad_step', 'adam_step', 'adam_step_multi', 'bench_info', 'check_class_indices', 'colsum', 'copy_bandwidth', 'cpu_info', 'cross_entropy', 'fma_peak', 'gemm', 'gemm_info', 'get_num_threads', 'loss_info', 'nll_loss', 'pointwise_loss', 'rmsprop_step', 'set_isa', 'set_num_threads', 'sgd_step', 'softmax_backward', 'softmax_forward', 'take_rows', 'ukr_peak', 'vmath']
 class MlpStep:
     """
     Fused MLP training step over flat parameter/gradient/state buffers (see nnk/fused.h).
@@ -127,6 +127,10 @@ def softmax_forward(out: numpy.ndarray, x: numpy.ndarray, log: bool = False) -> 
 def take_rows(out: numpy.ndarray, x: numpy.ndarray, idx: numpy.ndarray | None) -> None:
     """
     out[i] = x[idx[i]] (idx None: every row), float32/float64 either way; threads over rows. GIL released.
+    """
+def ukr_peak(seconds: float, threads: int, k: int = 0, tiles: int = 0) -> float:
+    """
+    GFLOP/s of the fp32 GEMM microkernel alone (ISA variant in use) on cache-resident packed panels: one k x NR B micro-panel against `tiles` MR x k A micro-panels, as the packed driver runs it but with no packing, edges or epilogue; the ceiling of the whole GEMM. k = 0 / tiles = 0: the GEMM's KC and MC / MR.
     """
 def vmath(out: numpy.ndarray, x: numpy.ndarray, fn: str) -> None:
     """

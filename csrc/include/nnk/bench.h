@@ -13,6 +13,12 @@
 //
 // copy: dst(n) := src(n) with the variant's vector loads and ordinary
 // (write-allocating) stores, the same kind of stores our kernels use.
+//
+// ukr_sweep: the variant's fp32 GEMM microkernel over `tiles` packed A
+// micro-panels (k x mr each, consecutive) against one packed B micro-panel
+// (k x nr), C += A_t @ B into c + t*mr*nr (row stride nr): the packed GEMM's
+// innermost loop with no packing, edges or epilogue, i.e. the ceiling of the
+// whole GEMM (kernels/bench/ukr_sweep.h). 2*mr*nr*k*tiles flops per call.
 // No threading inside: the bindings split the buffer between threads.
 #pragma once
 
@@ -27,6 +33,8 @@ struct BenchKernels {
     bool fma;    // true if a fused multiply-add instruction is used
     float (*fma_chains)(index_t iters, float mul, float add);
     void (*copy)(float* dst, const float* src, index_t n);
+    int mr, nr;  // the fp32 GEMM microkernel's register tile
+    void (*ukr_sweep)(index_t k, index_t tiles, const float* ap, const float* bp, float* c);
 };
 
 NNK_DECLARE_PER_ISA(const BenchKernels& bench_kernels())

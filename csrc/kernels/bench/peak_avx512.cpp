@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include "nnk/bench.h"
+#include "ukr_sweep.h"
 
 namespace nnk {
 namespace NNK_NS {
@@ -60,7 +61,7 @@ void copy(float* dst, const float* src, index_t n) {
 }  // namespace
 
 const BenchKernels& bench_kernels() {
-    static const BenchKernels k{"avx512", 16, kChains, true, &fma_chains, &copy};
+    static const BenchKernels k{"avx512", 16, kChains, true, &fma_chains, &copy, Tile<float>::MR, Tile<float>::NR, &ukr_sweep};
     return k;
 }
 

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "nnk/bench.h"
+#include "ukr_sweep.h"
 
 namespace nnk {
 namespace NNK_NS {
@@ -46,9 +47,9 @@ void copy(float* dst, const float* src, index_t n) {
 
 const BenchKernels& bench_kernels() {
 #if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
-    static const BenchKernels k{"generic", 4, kChains, true, &fma_chains, &copy};
+    static const BenchKernels k{"generic", 4, kChains, true, &fma_chains, &copy, Tile<float>::MR, Tile<float>::NR, &ukr_sweep};
 #else
-    static const BenchKernels k{"generic", 4, kChains, false, &fma_chains, &copy};
+    static const BenchKernels k{"generic", 4, kChains, false, &fma_chains, &copy, Tile<float>::MR, Tile<float>::NR, &ukr_sweep};
 #endif
     return k;
 }

@@ -116,7 +116,8 @@ def run(args) -> int:
     peaks = res["peaks"]
     for t in sorted(peaks["fma"], key=int):
         print(f"measured peak, {t} thread(s): {peaks['fma'][t]:.0f} GFLOP/s fp32 FMA, "
-              f"{peaks['copy'][t]:.1f} GB/s copy", file=sys.stderr)
+              f"{peaks['copy'][t]:.1f} GB/s copy, GEMM microkernel alone "
+              f"{peaks['ukr'][t]:.0f} GFLOP/s", file=sys.stderr)
     print(f"wrote {paths['markdown']}, {paths['json']}, "
           f"{', '.join(paths['plots']) or 'no plots'} in {res['elapsed_s']:.0f} s")
     return 0

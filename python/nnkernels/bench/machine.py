@@ -1,9 +1,11 @@
 """The machine, measured in the same run as the suites.
 
 ``describe()``: CPU model, ISA variant in use, threads, library versions.
-``measure_peaks(threads)``: fp32 FMA peak (GFLOP/s) and copy bandwidth
-(GB/s) at each thread count, from the native loops in
-``csrc/kernels/bench`` (``_C.fma_peak`` / ``_C.copy_bandwidth``). Each is
+``measure_peaks(threads)``: fp32 FMA peak (GFLOP/s), copy bandwidth (GB/s)
+and the GEMM microkernel's own ceiling (GFLOP/s on cache-resident packed
+panels, no packing or edges) at each thread count, from the native loops in
+``csrc/kernels/bench`` (``_C.fma_peak`` / ``_C.copy_bandwidth`` /
+``_C.ukr_peak``). Each is
 repeated; the reference "peak" used for % of peak is the best repeat (a
 peak is what the hardware can reach; the median and spread are kept too).
 """
@@ -76,19 +78,22 @@ def measure_peaks(thread_counts, seconds: float = 0.1, repeats: int = 5,
                   copy_bytes: int = 128 << 20) -> dict:
     """FMA GFLOP/s and copy GB/s per thread count.
 
-    Returns ``{"fma": {"1": best, ...}, "copy": {...}, "fma_stats": {"1": Stats dict}, ...}``
+    Returns ``{"fma": {"1": best, ...}, "copy": {...}, "ukr": {...}, "fma_stats": {"1": Stats dict}, ...}``
     (keys are thread counts as strings, as in the JSON). Stats here hold
     GFLOP/s or GB/s samples, not seconds.
     """
     from nnkernels import _C
 
-    out = {"fma": {}, "copy": {}, "fma_stats": {}, "copy_stats": {},
+    out = {"fma": {}, "copy": {}, "ukr": {}, "fma_stats": {}, "copy_stats": {}, "ukr_stats": {},
            "seconds": seconds, "repeats": repeats, "copy_bytes": copy_bytes}
     for t in sorted(set(thread_counts)):
         fma = [_C.fma_peak(seconds, t) for _ in range(repeats)]
         cpy = [_C.copy_bandwidth(copy_bytes, seconds, t) for _ in range(repeats)]
+        ukr = [_C.ukr_peak(seconds, t) for _ in range(repeats)]
         out["fma"][str(t)] = max(fma)
         out["copy"][str(t)] = max(cpy)
         out["fma_stats"][str(t)] = Stats(fma).to_dict()
         out["copy_stats"][str(t)] = Stats(cpy).to_dict()
+        out["ukr"][str(t)] = max(ukr)
+        out["ukr_stats"][str(t)] = Stats(ukr).to_dict()
     return out

@@ -146,12 +146,18 @@ def markdown(res: dict, plots: Optional[list] = None) -> str:
     out += [f"| {k} | {val} |" for k, val in rows]
     out += ["", "## Measured peak", "",
             "| threads | fp32 FMA peak GFLOP/s (best; median, min-max) | per thread | "
-            "copy GB/s (best; median, min-max) |", "|---|---|---|---|"]
+            "copy GB/s (best; median, min-max) | GEMM microkernel alone GFLOP/s (best, % of peak) |",
+            "|---|---|---|---|---|"]
     for t in sorted(peaks["fma"], key=int):
         f, c = peaks["fma_stats"][t], peaks["copy_stats"][t]
+        ukr = peaks.get("ukr", {}).get(t)  # reports written before the microkernel row lack it
+        ukr_cell = f"{ukr:.1f} ({100 * ukr / peaks['fma'][t]:.0f}%)" if ukr else "-"
         out.append(f"| {t} | {peaks['fma'][t]:.1f} ({f['median']:.1f}, {f['min']:.1f}-{f['max']:.1f}) | "
                    f"{peaks['fma'][t] / int(t):.1f} | "
-                   f"{peaks['copy'][t]:.1f} ({c['median']:.1f}, {c['min']:.1f}-{c['max']:.1f}) |")
+                   f"{peaks['copy'][t]:.1f} ({c['median']:.1f}, {c['min']:.1f}-{c['max']:.1f}) | {ukr_cell} |")
+    out += ["", "The microkernel row is the GEMM's innermost loop alone (`_C.ukr_peak`: one packed "
+            "KC x NR panel of B against MC/MR packed micro-panels of A, in cache, no packing, edge "
+            "tiles or epilogue): no GEMM of this library can exceed it."]
     for suite in cfg["suites"]:
         srec = [r for r in records if r["suite"] == suite]
         if not srec:
