@@ -290,3 +290,37 @@ def test_take_rows_gathers_converts_and_checks():
         _C.take_rows(out, X.astype(np.int64), np.array([0, 1]))
     with pytest.raises(ValueError, match="x"):
         _C.take_rows(out, X[:, ::2], np.array([0, 1]))
+
+
+def test_training_copy_in_small_pages(digits, monkeypatch):
+    # Above _SMALL_PAGES_BYTES the float32 training copy of X lives in its own
+    # anonymous mapping (no huge-page advice); it must hold exactly
+    # X.astype(float32), be writable and C-contiguous, and keep its mapping
+    # alive on its own; a fit through that path gives the same model.
+    import gc
+    import mmap
+
+    import nnkernels.sklearn as nks
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((500, 33))
+    monkeypatch.setattr(nks, "_SMALL_PAGES_BYTES", 1024)
+    out = nks._convert_rows(X, np.float32)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        base = out
+        while isinstance(base, np.ndarray):
+            base = base.base
+        assert isinstance(base.obj if isinstance(base, memoryview) else base, mmap.mmap)
+    del X
+    gc.collect()
+    assert out.dtype == np.float32 and out.flags.c_contiguous and out.flags.writeable
+    np.testing.assert_array_equal(out, np.random.default_rng(0).standard_normal((500, 33)).astype(np.float32))
+    out[0, 0] = 1.5
+    assert out[0, 0] == 1.5
+    Xtr, _, ytr, _ = digits
+    X64 = Xtr.astype(np.float64)
+    kw = {"hidden_layer_sizes": (16,), "random_state": 0, "max_iter": 3}
+    small = _fit_quietly(MLPClassifier(**kw), X64, ytr)
+    monkeypatch.setattr(nks, "_SMALL_PAGES_BYTES", 1 << 62)
+    plain = _fit_quietly(MLPClassifier(**kw), X64, ytr)
+    for a, b in zip(small.coefs_ + small.intercepts_, plain.coefs_ + plain.intercepts_):
+        np.testing.assert_array_equal(a, b)
