@@ -316,6 +316,19 @@ def test_training_copy_in_small_pages(digits, monkeypatch):
     np.testing.assert_array_equal(out, np.random.default_rng(0).standard_normal((500, 33)).astype(np.float32))
     out[0, 0] = 1.5
     assert out[0, 0] == 1.5
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):  # a kernel without THP rejects the advice: still fine
+        import types
+
+        class Refusing(mmap.mmap):
+            def madvise(self, *args):
+                raise OSError(22, "Invalid argument")
+
+        fake = types.SimpleNamespace(mmap=Refusing, MAP_PRIVATE=mmap.MAP_PRIVATE,
+                                     MAP_ANONYMOUS=mmap.MAP_ANONYMOUS, MADV_NOHUGEPAGE=mmap.MADV_NOHUGEPAGE)
+        monkeypatch.setattr(nks, "mmap", fake)
+        X = np.arange(600.0).reshape(20, 30)
+        np.testing.assert_array_equal(nks._convert_rows(X, np.float32), X.astype(np.float32))
+        monkeypatch.setattr(nks, "mmap", mmap)
     Xtr, _, ytr, _ = digits
     X64 = Xtr.astype(np.float64)
     kw = {"hidden_layer_sizes": (16,), "random_state": 0, "max_iter": 3}

@@ -366,7 +366,10 @@ def _empty_small_pages(shape, dt) -> np.ndarray:
     if nbytes < _SMALL_PAGES_BYTES or not hasattr(mmap, "MADV_NOHUGEPAGE"):
         return np.empty(shape, dtype=dt)
     buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    buf.madvise(mmap.MADV_NOHUGEPAGE)
+    try:
+        buf.madvise(mmap.MADV_NOHUGEPAGE)
+    except OSError:  # a kernel built without THP refuses the advice: its pages are small anyway
+        pass
     return np.frombuffer(buf, dtype=dt).reshape(shape)  # the array keeps the mapping alive
 
 
