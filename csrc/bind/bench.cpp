@@ -128,7 +128,6 @@ double copy_bandwidth(index_t nbytes, double seconds, int threads) {
     return rate_sum * 1e-9;
 }
 
-
 // The fp32 GEMM microkernel on packed panels, as the driver runs it (one B
 // micro-panel, `tiles` A micro-panels, k deep; k = 0 and tiles = 0 take KC and
 // MC / MR from the GEMM's blocking): the ceiling of the packed GEMM, since
@@ -137,7 +136,8 @@ double copy_bandwidth(index_t nbytes, double seconds, int threads) {
 double ukr_peak(double seconds, int threads, index_t k, index_t tiles) {
     check_args(seconds, threads);
     const BenchKernels& kern = bench();
-    if (k < 0 || k > 65536) throw py::value_error("k: expected 0 (the GEMM's KC) or a depth in [1, 65536], got " + std::to_string(k));
+    if (k < 0 || k > 65536)
+        throw py::value_error("k: expected 0 (the GEMM's KC) or a depth in [1, 65536], got " + std::to_string(k));
     if (tiles < 0 || tiles > 4096)
         throw py::value_error("tiles: expected 0 (the GEMM's MC / MR) or a count in [1, 4096], got " + std::to_string(tiles));
     index_t blk[4];
@@ -162,7 +162,8 @@ double ukr_peak(double seconds, int threads, index_t k, index_t tiles) {
                 bp = static_cast<float*>(std::aligned_alloc(64, round64(k * nr)));
                 c = static_cast<float*>(std::aligned_alloc(64, round64(tiles * mr * nr)));
                 if (!ap || !bp || !c) throw std::bad_alloc();
-                // Small values: C grows by ~1e-3 * k per sweep, far from overflow.
+                // Small values: each sweep adds at most 0.006 * 0.04 * k to an element of
+                // C, far from overflow in the at most 60 s a call may run.
                 for (index_t i = 0; i < tiles * k * mr; ++i) ap[i] = 0.001f * static_cast<float>(i % 7);
                 for (index_t i = 0; i < k * nr; ++i) bp[i] = 0.01f * static_cast<float>(i % 5);
                 for (index_t i = 0; i < tiles * mr * nr; ++i) c[i] = 0.0f;
