@@ -351,14 +351,17 @@ _SMALL_PAGES_BYTES = 64 << 20
 def _empty_small_pages(shape, dt) -> np.ndarray:
     """np.empty(shape, dt) for the training copy of X, in ordinary 4 KiB pages.
 
-    NumPy advises its large allocations as transparent huge pages; with the
-    kernel's THP defrag setting "madvise" (this machine's, and a common
-    default) the first write to such memory stalls in page compaction
-    whenever no free 2 MiB blocks are at hand, which is the usual state after
-    a process has allocated and freed a lot (e.g. right after another fit).
-    Measured, Fashion-MNIST's 60000 x 784 float64 X to float32 (188 MB):
-    huge pages 28-53 ms when free ones were at hand, 140-460 ms when not;
-    small pages a steady 49-61 ms on 2 threads, 92 ms on 1. Gathering the
+    NumPy advises its large allocations as transparent huge pages (THP). On
+    the project's machine (a VM; THP enabled and defrag both "madvise") the
+    first write to such memory often stalls, typically after the process has
+    allocated and freed a lot (e.g. right after another fit), although
+    /proc/buddyinfo showed gigabytes of free 2 MiB blocks: the cause (page
+    compaction, or the hypervisor backing memory the guest never touched) is
+    not pinned down. Measured, Fashion-MNIST's 60000 x 784 float64 X to
+    float32 (188 MB): huge pages 28-53 ms when they came quickly, 140-460 ms
+    when they stalled; small pages a steady 49-61 ms on 2 threads, 92 ms on
+    1 (on a machine without the stalls, small pages cost those 20-40 ms more
+    per fit). Gathering the
     shuffled minibatch rows from the copy costs the same either way (an
     epoch: 11.4-11.8 ms vs 10.5-11.6 ms). docs/dropin.md has the fit times."""
     dt = np.dtype(dt)
