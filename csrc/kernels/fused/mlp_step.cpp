@@ -208,7 +208,7 @@ void team_items(const Team& t, index_t count, index_t item_work, F&& f) {
         parallel_chunks(count, count * item_work, kParallelMinWork, 16, static_cast<F&&>(f));
         return;
     }
-    const index_t min_items = item_work > 0 ? (index_t(1) << 16) / item_work : 1;
+    const index_t min_items = item_work > 0 ? kParallelMinWork / item_work : 1;
     index_t lo, hi;
     t.share(count, 16, min_items > 0 ? min_items : 1, lo, hi);
     if (lo < hi) f(lo, hi);

@@ -614,6 +614,15 @@ void gemm_packed(const GemmProblem<T>& P, UkrFn<T> ukr, BRowsFn<T> brows, int nt
     errors.rethrow();
 }
 
+// The direct (unpacked) path: small problems whose A and B have unit column
+// stride. Plain calls and team calls both decide here, so they take the same
+// path and give bitwise the same C.
+template <class T>
+bool use_direct(const GemmProblem<T>& P, DirectFn<T> direct) {
+    return direct && P.m * P.n * P.k <= block_sizes<T>().small_work && P.csa == 1 && P.csb == 1 &&
+           P.a_deriv == Epilogue::none;
+}
+
 template <class T>
 void gemm_impl(const GemmProblem<T>& P, UkrFn<T> ukr, BRowsFn<T> brows, DirectFn<T> direct) {
     const index_t m = P.m, n = P.n, k = P.k;
@@ -622,10 +631,8 @@ void gemm_impl(const GemmProblem<T>& P, UkrFn<T> ukr, BRowsFn<T> brows, DirectFn
         scale_only(P);
         return;
     }
-    const BlockSizes& bs = block_sizes<T>();
     const index_t work = m * n * k;
-    if (direct && work <= bs.small_work && P.csa == 1 && P.csb == 1 &&
-        P.a_deriv == Epilogue::none) {
+    if (use_direct(P, direct)) {
         gemm_direct(P, direct);
         return;
     }
@@ -644,8 +651,8 @@ void gemm_impl(const GemmProblem<T>& P, UkrFn<T> ukr, BRowsFn<T> brows, DirectFn
 constexpr index_t kTeamMinWork = index_t(1) << 15;
 
 // Thread tid's share inside a running team (nnk/gemm.h, sgemm_team). The
-// path (direct or packed) is chosen exactly as gemm_impl chooses it, so the
-// result is bitwise the same as a plain call.
+// path (direct or packed) is chosen by use_direct, as for a plain call, so the
+// result is bitwise the same.
 template <class T>
 void gemm_team(const GemmProblem<T>& P, UkrFn<T> ukr, BRowsFn<T> brows, DirectFn<T> direct, int tid,
                int nth) {
@@ -659,9 +666,7 @@ void gemm_team(const GemmProblem<T>& P, UkrFn<T> ukr, BRowsFn<T> brows, DirectFn
     int useful = nth;
     if (work / kTeamMinWork < useful) useful = work / kTeamMinWork > 1 ? static_cast<int>(work / kTeamMinWork) : 1;
     if (tid >= useful) return;
-    const BlockSizes& bs = block_sizes<T>();
-    if (direct && work <= bs.small_work && P.csa == 1 && P.csb == 1 &&
-        P.a_deriv == Epilogue::none) {
+    if (use_direct(P, direct)) {
         gemm_direct(P, direct, tid, useful);
         return;
     }
