@@ -32,6 +32,9 @@ struct CrossEntropyProblem {
     std::int64_t ignore_index = -100;
     double label_smoothing = 0.0;
     bool mean = true;
+    // > 0: the mean's denominator instead of this problem's own (index targets,
+    // no weights): the rows are one thread's share of a larger batch
+    double mean_count = 0.0;
     T* grad = nullptr;    // (n, c) or null
     T* losses = nullptr;  // (n) or null
 };

@@ -33,6 +33,7 @@
 #include "nnk/fpenv.h"
 #include "nnk/fused.h"
 #include "nnk/gemm.h"
+#include "nnk/loss.h"
 
 namespace nnk {
 namespace NNK_NS {
@@ -354,6 +355,9 @@ const T* forward(const Team& t, StepShared& sh, const MlpModel<T>& M, const MlpB
 }
 
 // ---- loss -------------------------------------------------------------------
+inline void cross_entropy_rows(const CrossEntropyProblem<float>& p) { loss_kernels().cross_entropy_f32(p); }
+inline void cross_entropy_rows(const CrossEntropyProblem<double>& p) { loss_kernels().cross_entropy_f64(p); }
+
 // Writes g = dloss/dout (n, c) and the per-row loss terms for this thread's
 // rows; then, after a barrier (so g is complete on return), the leader sums
 // them in row order (double accumulator) into sh.loss, the mean loss.
@@ -363,30 +367,33 @@ void loss_and_grad(const Team& t, StepShared& sh, const MlpBatch<T>& B, const T*
     const index_t n = B.n;
     const index_t min_rows = (index_t(1) << 8) / (c > 0 ? c : 1) + 1;
     if (B.loss == FusedLoss::cross_entropy) {
-        const T inv_n = T(1) / T(n);
+        // The labels are checked here (a bad one fails the step; its row gets
+        // zeros); the rows go to this ISA's cross-entropy kernel (nnk/loss.h:
+        // the vectorised short-row paths), with the whole batch's mean.
         team_elems(t, n, min_rows, [&](index_t b, index_t e) {
+            bool ok = true;
             for (index_t i = b; i < e; ++i) {
-                const T* z = out + i * c;
-                T* gi = g + i * c;
                 const std::int64_t y = B.labels[i];
                 if (y < 0 || y >= c) {
-                    sh.bad_label.store(true, std::memory_order_relaxed);
-                    for (index_t j = 0; j < c; ++j) gi[j] = T(0);
+                    ok = false;
+                    for (index_t j = 0; j < c; ++j) g[i * c + j] = T(0);
                     rowloss[i] = T(0);
-                    continue;
                 }
-                T mx = z[0];
-                for (index_t j = 1; j < c; ++j) mx = (z[j] > mx || z[j] != z[j]) ? z[j] : mx;
-                T s = 0;
-                for (index_t j = 0; j < c; ++j) {
-                    gi[j] = std::exp(z[j] - mx);
-                    s += gi[j];
-                }
-                const T inv_s = T(1) / s;
-                for (index_t j = 0; j < c; ++j) gi[j] = gi[j] * inv_s * inv_n;
-                gi[y] -= inv_n;
-                rowloss[i] = (std::log(s) + mx) - z[y];
             }
+            if (!ok) {
+                sh.bad_label.store(true, std::memory_order_relaxed);
+                return;
+            }
+            CrossEntropyProblem<T> p;
+            p.n = e - b;
+            p.c = c;
+            p.logits = out + b * c;
+            p.target_idx = B.labels + b;
+            p.mean = true;
+            p.mean_count = double(n);
+            p.grad = g + b * c;
+            p.losses = rowloss + b;
+            cross_entropy_rows(p);
         });
     } else {
         const T scale = T(2) / T(n * c);

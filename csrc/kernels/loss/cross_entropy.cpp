@@ -472,7 +472,10 @@ template <class T>
 double cross_entropy(const CrossEntropyProblem<T>& p) {
     const index_t n = p.n, c = p.c;
     double scale = 1.0;
-    if (p.mean) scale = p.target_idx ? 1.0 / index_denominator(p) : 1.0 / double(n);
+    if (p.mean)
+        scale = p.mean_count > 0 ? 1.0 / p.mean_count
+                : p.target_idx   ? 1.0 / index_denominator(p)
+                                 : 1.0 / double(n);
     const double wsum = weight_sum(p.weight, c);
     RowLosses rl(n);
 #if defined(NNK_ISA_AVX512)
