@@ -59,8 +59,14 @@ void ukr_f32(index_t k, const float* ap, const float* bp, float alpha, float bet
              index_t rsc, index_t csc, int m, int n, const UkrEpilogue<float>& epi,
              const float* a_next, const float* b_next) {
     // Partial tiles skip the zero padding: the last row tile of m = 64 has 8
-    // rows, the last column panel of n = 100 has 4 columns.
-    if (n <= S512f::W) {
+    // rows; the last column panel of n = 100 has 4 columns (computed as
+    // columns, ukr_packed_cols), that of n = 784 has 16.
+    constexpr index_t NRf = Tile<float>::NR;
+    if (n <= 4) {
+        ukr_packed_cols<S512f, MRf, 4>(k, ap, bp, NRf, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    } else if (n <= 8) {
+        ukr_packed_cols<S512f, MRf, 8>(k, ap, bp, NRf, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
+    } else if (n <= S512f::W) {
         if (m <= 8)
             ukr_packed<S512f, 8, 1, MRf, NVf>(k, ap, bp, alpha, beta, c, rsc, csc, m, n, epi, a_next, b_next);
         else

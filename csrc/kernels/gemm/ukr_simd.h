@@ -134,6 +134,53 @@ inline void ukr_packed(index_t k, const typename S::T* __restrict ap,
     store_tile<S, MR, NV>(to_memory<S, MR, NV>(acc).v, alpha, beta, c, rsc, csc, m, n, epi);
 }
 
+// Narrow column panels (n <= NC columns of a packed B micro-panel, MRP <= W):
+// the tile is computed transposed. One register holds a column of C (the
+// MRP rows of the A micro-panel, one masked load per k step), and each of
+// the NC columns costs one broadcast of B and one FMA per k step. The full
+// tile would pay MR broadcasts and MR*NV FMAs per k step for those few
+// columns: the 4 columns left of n = 100 in 32-wide panels cost 7.5 cycles
+// per k step that way, against about 4 here (one FMA chain per column, so
+// the FMA latency bounds it). Every element is the same chain of FMAs in k
+// order as in ukr_packed, so C is bitwise the same as the wide kernel's.
+// The columns are then moved into rows and stored by store_tile.
+template <class S, int MRP, int NC>
+inline void ukr_packed_cols(index_t k, const typename S::T* __restrict ap,
+                            const typename S::T* __restrict bp, index_t nrp, typename S::T alpha,
+                            typename S::T beta, typename S::T* c, index_t rsc, index_t csc, int m,
+                            int n, const UkrEpilogue<typename S::T>& epi, const typename S::T* a_next,
+                            const typename S::T* b_next) {
+    using T = typename S::T;
+    using V = typename S::V;
+    constexpr int W = S::W;
+    static_assert(MRP <= W, "a column of the tile must fit one register");
+    for (int r = 0; r < m; ++r) _mm_prefetch(reinterpret_cast<const char*>(c + r * rsc), _MM_HINT_T0);
+    V acc[NC];
+#pragma GCC unroll 16
+    for (int j = 0; j < NC; ++j) acc[j] = S::zero();
+    constexpr index_t kPrefetchA = 16;  // k steps ahead, as ukr_packed
+#pragma GCC unroll 4
+    for (index_t p = 0; p < k; ++p) {
+        _mm_prefetch(reinterpret_cast<const char*>(ap + kPrefetchA * MRP), _MM_HINT_T0);
+        const V a = S::loadu_n(ap, MRP);
+#pragma GCC unroll 16
+        for (int j = 0; j < NC; ++j) acc[j] = S::fma(a, S::bcast(bp + j), acc[j]);
+        ap += MRP;
+        bp += nrp;
+    }
+    _mm_prefetch(reinterpret_cast<const char*>(a_next), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b_next), _MM_HINT_T0);
+    alignas(64) T cols[NC][W];
+#pragma GCC unroll 16
+    for (int j = 0; j < NC; ++j) S::storeu(cols[j], acc[j]);
+    alignas(64) T rows[MRP][W] = {};
+    for (int r = 0; r < MRP; ++r)
+        for (int j = 0; j < NC; ++j) rows[r][j] = cols[j][r];
+    TileRegs<S, MRP, 1> t;
+    for (int r = 0; r < MRP; ++r) t.v[r][0] = S::loadu(rows[r]);
+    store_tile<S, MRP, 1>(t.v, alpha, beta, c, rsc, csc, m, n, epi);
+}
+
 // Unpacked operands (small problems): rows of A at a + r*rsa (unit column
 // stride), rows of B at b + p*rsb (unit column stride). Rows of A beyond m
 // reuse row m-1 (computed, never stored); columns of B beyond n are masked.
