@@ -146,6 +146,28 @@ def test_edge_tiles_every_isa(isa, dtype, rng, m, k, n):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("m,k,n", [(14, 530, 4), (15, 9, 5), (200, 784, 100), (29, 1100, 40), (3, 64, 8)])
+def test_narrow_last_panel_every_isa(isa, dtype, rng, m, k, n):
+    """A last column panel of a few columns (n % NR in 1..8: AVX-512 fp32
+    computes it as columns of C, ukr_packed_cols) on the packed path (B
+    transposed), with alpha, beta, bias and relu over several k-blocks: the
+    same values as those columns computed inside a full-width panel, bit for
+    bit, and the reference's within rounding."""
+    a = rng.standard_normal((m, k)).astype(dtype)
+    wide = n + 32 - n % 32  # the same columns, none in a narrow panel
+    bt = rng.standard_normal((wide, k)).astype(dtype)
+    c0 = rng.standard_normal((m, wide)).astype(dtype)
+    bias = rng.standard_normal(wide).astype(dtype)
+    out, out_wide = c0[:, :n].copy(), c0.copy()
+    with isa_forced(isa):
+        _C.gemm(out, a, bt[:n].T, 0.5, 2.0, bias[:n], "relu")
+        _C.gemm(out_wide, a, bt.T, 0.5, 2.0, bias, "relu")
+    np.testing.assert_array_equal(out, out_wide[:, :n])
+    ref = np.maximum(0.5 * (a.astype(np.float64) @ bt[:n].T) + 2.0 * c0[:, :n] + bias[:n], 0)
+    np.testing.assert_allclose(out, ref, **tol(dtype, k))
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("m,k,n", [(64, 300, 130), (90, 200, 200), (8, 600, 512), (70, 1100, 64)])
 def test_b_read_in_place_every_isa(isa, dtype, rng, m, k, n):
     """Few rows of A and a row-major B: the packed path reads B's full panels
