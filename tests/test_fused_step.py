@@ -340,6 +340,57 @@ def test_team_step_thread_count_independent(case, batch, rng):
     np.testing.assert_allclose(s64.params, ref64.params, rtol=1e-7, atol=1e-9)
 
 
+def relayout(spec, order, gap):
+    """The same model with its blocks (W0, b0, W1, b1, ...) placed in `order`,
+    `gap` unused elements after each block (parameters, gradients and state)."""
+    blocks = []
+    for l in range(spec.n_layers):
+        blocks.append((spec.w_off[l], spec.dims[l] * spec.dims[l + 1]))
+        blocks.append((spec.b_off[l], spec.dims[l + 1]))
+    new_off, off = [0] * len(blocks), 0
+    for i in order:
+        new_off[i] = off
+        off += blocks[i][1] + gap
+
+    def move(a):
+        out = np.full(off, 0.5, a.dtype)
+        for (o, size), no in zip(blocks, new_off):
+            out[no:no + size] = a[o:o + size]
+        return out
+
+    return MlpSpec(spec.dims, spec.activations, spec.act_params, tuple(new_off[0::2]),
+                   tuple(new_off[1::2]), move(spec.params), move(spec.grads),
+                   tuple(move(s) for s in spec.state), spec.loss, spec.optimizer, spec.config), new_off
+
+
+@pytest.mark.parametrize("dims", [(784, 100, 10), (3000, 6, 10)], ids=["rows", "dW-split-by-columns"])
+@pytest.mark.parametrize("order,gap", [((0, 1, 2, 3), 0), ((3, 2, 1, 0), 0), ((0, 1, 2, 3), 5)],
+                         ids=["contiguous", "reversed", "gaps"])
+def test_team_step_update_split_any_layout(dims, order, gap, rng):
+    """On a team each thread updates the weight rows and bias columns whose
+    gradients it computed when the blocks tile the buffer (in any order), and
+    the optimizer pass takes chunks of the whole buffer otherwise (gaps): every
+    layout gives the contiguous layout's parameters, gradients and state bit
+    for bit, and the whole buffers are bitwise equal on 1 and 2 threads."""
+    spec = make_spec(list(dims), ["relu", "none"], [0, 0], "cross_entropy", "adam", np.float32, rng,
+                     weight_decay=1e-3, decay_bias=False)
+    xs, ys = batches(spec, rng, 200, 3)
+    base = copy_spec(spec)
+    with num_threads(1):
+        run_plan("cpp", base, xs, ys, 1e-3)
+    whole = []
+    for nt in (1, 2):
+        s, _ = relayout(copy_spec(spec), order, gap)
+        with num_threads(nt):
+            run_plan("cpp", s, xs, ys, 1e-3)
+        whole.append((s.params, s.grads) + s.state)
+        back, _ = relayout(s, range(4), 0)  # the blocks read back in the contiguous order
+        for a, b in zip((back.params, back.grads) + back.state, (base.params, base.grads) + base.state):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(*whole):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("batch", [3, 64])
 def test_team_step_bad_label_changes_nothing(batch, rng):
     """A class index out of range raises on every thread count and leaves the

@@ -60,6 +60,12 @@ struct GemmKernels {
     // computes a rectangle of C; results are bitwise those of sgemm/dgemm.
     void (*sgemm_team)(const GemmProblem<float>& p, int tid, int nth);
     void (*dgemm_team)(const GemmProblem<double>& p, int tid, int nth);
+    // The rows of C thread `tid` writes in that call, when every thread of
+    // the team writes whole rows: *r0..*r1 (possibly empty), true; false when
+    // the team splits C by columns too. (The fused step updates the weights
+    // whose gradient rows a thread computed on that thread.)
+    bool (*sgemm_team_rows)(const GemmProblem<float>& p, int tid, int nth, index_t* r0, index_t* r1);
+    bool (*dgemm_team_rows)(const GemmProblem<double>& p, int tid, int nth, index_t* r0, index_t* r1);
     // out(n) (+)= sum over rows of x(m, n) (row stride rsx): the bias gradient.
     // Rows are summed in order, so the result does not depend on threads.
     void (*colsum_f32)(float* out, const float* x, index_t m, index_t n, index_t rsx, bool accumulate);

@@ -467,16 +467,30 @@ inline void choose_split(index_t m, index_t n, index_t MR, index_t NR, int nt, i
     }
 }
 
+// The split of C among `nth` threads (a team's share, or a plain call's
+// region): tm row parts x tn column parts (choose_split); thread tid computes
+// the row tiles [t0, t1) of its row part. The direct path splits all n
+// columns, the packed path the columns of each NC panel.
+template <class T>
+void team_split(const GemmProblem<T>& P, bool direct_path, int tid, int nth, int& tm, int& tn, index_t& t0,
+                index_t& t1) {
+    constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
+    const index_t NC = block_sizes<T>().NC;
+    const index_t ncols = direct_path || P.n < NC ? P.n : NC;
+    tm = tn = 1;
+    choose_split(P.m, ncols, MR, NR, nth, tm, tn);
+    split_tiles(P.m, MR, tm, tid / tn, t0, t1);
+}
+
 // Small problems: no packing. jr outer so a k x NR column panel of B is
 // reused from L1 by every row tile. Thread `tid` of `nth` (a team's share;
 // the plain call is 0 of 1) computes one rectangle of tiles.
 template <class T>
 void gemm_direct(const GemmProblem<T>& P, DirectFn<T> direct, int tid = 0, int nth = 1) {
     constexpr int MR = Tile<T>::MR, NR = Tile<T>::NR;
-    int tm = 1, tn = 1;
-    choose_split(P.m, P.n, MR, NR, nth, tm, tn);
+    int tm, tn;
     index_t t0, t1, q0, q1;
-    split_tiles(P.m, MR, tm, tid / tn, t0, t1);
+    team_split(P, true, tid, nth, tm, tn, t0, t1);
     split_tiles(P.n, NR, tn, tid % tn, q0, q1);
     for (index_t jr = q0 * NR; jr < q1 * NR && jr < P.n; jr += NR) {
         const int nr = static_cast<int>(P.n - jr < NR ? P.n - jr : NR);
@@ -537,10 +551,9 @@ void gemm_packed_part(const GemmProblem<T>& P, UkrFn<T> ukr, BRowsFn<T> brows, i
     deriv_all.op = P.a_deriv;
     deriv_all.param = P.a_deriv_param;
     // This thread's rectangle of C: rows [m0, m1), NR-panels [q0, q1) of each NC panel.
-    int tm = 1, tn = 1;
-    choose_split(m, nc_max, MR, NR, nth, tm, tn);
+    int tm, tn;
     index_t t0, t1;
-    split_tiles(m, MR, tm, tid / tn, t0, t1);
+    team_split(P, false, tid, nth, tm, tn, t0, t1);
     const index_t m0 = t0 * MR, m1 = t1 * MR < m ? t1 * MR : m;
     if (m0 >= m1) return;
     const bool b_rows = brows && P.csb == 1 && m1 - m0 <= brows_max_rows();
@@ -653,6 +666,14 @@ constexpr index_t kTeamMinWork = index_t(1) << 15;
 // Thread tid's share inside a running team (nnk/gemm.h, sgemm_team). The
 // path (direct or packed) is chosen by use_direct, as for a plain call, so the
 // result is bitwise the same.
+// Threads of a team of nth that take part in a team GEMM (the others idle).
+template <class T>
+int team_useful(const GemmProblem<T>& P, int nth) {
+    const index_t work = P.m * P.n * P.k;
+    if (work / kTeamMinWork >= nth) return nth;
+    return work / kTeamMinWork > 1 ? static_cast<int>(work / kTeamMinWork) : 1;
+}
+
 template <class T>
 void gemm_team(const GemmProblem<T>& P, UkrFn<T> ukr, BRowsFn<T> brows, DirectFn<T> direct, int tid,
                int nth) {
@@ -662,15 +683,36 @@ void gemm_team(const GemmProblem<T>& P, UkrFn<T> ukr, BRowsFn<T> brows, DirectFn
         if (tid == 0) scale_only(P);
         return;
     }
-    const index_t work = m * n * k;
-    int useful = nth;
-    if (work / kTeamMinWork < useful) useful = work / kTeamMinWork > 1 ? static_cast<int>(work / kTeamMinWork) : 1;
+    const int useful = team_useful(P, nth);
     if (tid >= useful) return;
     if (use_direct(P, direct)) {
         gemm_direct(P, direct, tid, useful);
         return;
     }
     gemm_packed_part(P, ukr, brows, tid, useful);
+}
+
+// The rows of C that thread tid writes in gemm_team(P, tid, nth), when every
+// thread of the team writes whole rows: [r0, r1), possibly empty. false when
+// the split cuts the columns too. The same decisions as gemm_team, in order.
+template <class T>
+bool team_rows(const GemmProblem<T>& P, DirectFn<T> direct, int tid, int nth, index_t* r0, index_t* r1) {
+    constexpr int MR = Tile<T>::MR;
+    *r0 = *r1 = 0;
+    if (P.m == 0 || P.n == 0) return true;
+    if (P.k == 0 || P.alpha == T(0)) {
+        if (tid == 0) *r1 = P.m;
+        return true;
+    }
+    const int useful = team_useful(P, nth);
+    int tm = 1, tn = 1;
+    index_t t0 = 0, t1 = 0;
+    team_split(P, use_direct(P, direct), tid < useful ? tid : 0, useful, tm, tn, t0, t1);
+    if (tn != 1) return false;
+    if (tid >= useful) return true;
+    *r0 = t0 * MR < P.m ? t0 * MR : P.m;
+    *r1 = t1 * MR < P.m ? t1 * MR : P.m;
+    return true;
 }
 
 #if defined(NNK_ISA_GENERIC)
@@ -701,6 +743,12 @@ void sgemm_team(const GemmProblem<float>& p, int tid, int nth) {
 void dgemm_team(const GemmProblem<double>& p, int tid, int nth) {
     gemm_team<double>(p, &ukr_f64, kBRowsF64, kDirectF64, tid, nth);
 }
+bool sgemm_team_rows(const GemmProblem<float>& p, int tid, int nth, index_t* r0, index_t* r1) {
+    return team_rows<float>(p, kDirectF32, tid, nth, r0, r1);
+}
+bool dgemm_team_rows(const GemmProblem<double>& p, int tid, int nth, index_t* r0, index_t* r1) {
+    return team_rows<double>(p, kDirectF64, tid, nth, r0, r1);
+}
 
 }  // namespace
 
@@ -716,7 +764,7 @@ const GemmKernels& gemm_kernels() {
     static const GemmKernels table{
         NNK_VARIANT_NAME,
         Tile<float>::MR, Tile<float>::NR, Tile<double>::MR, Tile<double>::NR,
-        &sgemm, &dgemm, &sgemm_team, &dgemm_team, &colsum_f32, &colsum_f64, &colsum_deriv_f32, &colsum_deriv_f64,
+        &sgemm, &dgemm, &sgemm_team, &dgemm_team, &sgemm_team_rows, &dgemm_team_rows, &colsum_f32, &colsum_f64, &colsum_deriv_f32, &colsum_deriv_f64,
         &block_sizes_of};
     return table;
 }
