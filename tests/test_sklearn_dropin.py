@@ -292,6 +292,59 @@ def test_take_rows_gathers_converts_and_checks():
         _C.take_rows(out, X[:, ::2], np.array([0, 1]))
 
 
+def test_take_rows_checks_finite():
+    from nnkernels import _C
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 37))
+    out = np.empty((300, 37), np.float32)
+    assert _C.take_rows(out, X, None) is None  # not asked
+    assert _C.take_rows(out, X, None, check_finite=True) is True
+    np.testing.assert_array_equal(out, X.astype(np.float32))
+    big = X.copy()
+    big[7, 3] = 1e300  # finite in the float64 source (the float32 copy overflows)
+    assert _C.take_rows(out, big, None, check_finite=True) is True
+    for bad in (np.nan, np.inf, -np.inf):
+        for src in (X.copy(), X.astype(np.float32)):
+            src[299, 36] = bad
+            assert _C.take_rows(np.empty((300, 37), src.dtype), src, None, check_finite=True) is False
+            two = np.empty((2, 37), np.float64)
+            assert _C.take_rows(two, src, np.array([299, 0]), check_finite=True) is False
+            assert _C.take_rows(two, src, np.array([298, 0]), check_finite=True) is True  # rows read only
+
+
+@pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor])
+def test_input_check_fused_with_conversion(digits, Est):
+    """A C-contiguous float64 X is converted to float32 and checked for NaN/inf
+    in one pass (scikit-learn's own sum check skipped): the same model as with
+    the same X in Fortran order (scikit-learn's check, then the conversion),
+    and for NaN/inf in X or y the same error as scikit-learn's, before anything
+    is fitted."""
+    Xtr, _, ytr, _ = digits
+    X64 = Xtr.astype(np.float64)
+    y = ytr if Est is MLPClassifier else ytr.astype(np.float64)
+    kw = {"hidden_layer_sizes": (16,), "random_state": 0, "max_iter": 3}
+    fast = _fit_quietly(Est(**kw), X64, y)
+    slow = _fit_quietly(Est(**kw), np.asfortranarray(X64), y)
+    for a, b in zip(fast.coefs_ + fast.intercepts_, slow.coefs_ + slow.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    Sk = skn.MLPClassifier if Est is MLPClassifier else skn.MLPRegressor
+    for bad in (np.nan, np.inf):
+        Xb = X64.copy()
+        Xb[3, 5] = bad
+        yb = y.astype(np.float64)
+        yb[4] = bad
+        for Xi, yi in ((Xb, y), (X64, yb)):
+            with pytest.raises(ValueError) as ours:
+                Est(**kw).fit(Xi, yi)
+            with pytest.raises(ValueError) as ref:
+                Sk(**kw).fit(Xi, yi)
+            assert str(ours.value) == str(ref.value).replace(Sk.__name__, Est.__name__)
+        est = Est(**kw)
+        with pytest.raises(ValueError):
+            est.fit(Xb, y)
+        assert not hasattr(est, "coefs_") and not hasattr(est, "n_features_in_")
+
+
 def test_training_copy_in_small_pages(digits, monkeypatch):
     # Above _SMALL_PAGES_BYTES the float32 training copy of X lives in its own
     # anonymous mapping (no huge-page advice); it must hold exactly

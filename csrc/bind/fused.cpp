@@ -3,11 +3,13 @@
 // workspace (grown to the largest batch seen, then reused: a step allocates
 // nothing). step() and forward() check their arrays with the GIL held, then
 // run the whole step with the GIL released.
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -270,9 +272,13 @@ class MlpStep {
 // idx is None), converting float64 -> float32 (or back) on the way. x and out
 // are C-contiguous 2-D float arrays; rows are independent, so threads split
 // them once the copy is large enough. Every index is checked with the GIL held.
+// With `check`, also whether every value read is finite: sum of x - x per
+// row (0 for a finite x, NaN for NaN or +-inf), in the same pass, which is
+// bound by memory anyway. Returns false if a value was not finite.
 template <class To, class From>
-void copy_rows(To* out, const From* x, const std::int64_t* idx, index_t n, index_t d) {
+bool copy_rows(To* out, const From* x, const std::int64_t* idx, index_t n, index_t d, bool check) {
     const int nt = threads_for(n * d, index_t(1) << 16);
+    std::atomic<bool> finite{true};
     OmpErrors errors;  // nothing here throws; the guard is the rule for every region
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (index_t i = 0; i < n; ++i) {
@@ -284,7 +290,15 @@ void copy_rows(To* out, const From* x, const std::int64_t* idx, index_t n, index
                 for (std::size_t off = 0; off < static_cast<std::size_t>(d) * sizeof(From); off += 64)
                     __builtin_prefetch(row + off);
             }
-            if constexpr (std::is_same_v<To, From>) {
+            if (check) {
+                From z = 0;
+#pragma omp simd reduction(+ : z)
+                for (index_t j = 0; j < d; ++j) {
+                    dst[j] = static_cast<To>(src[j]);
+                    z += src[j] - src[j];
+                }
+                if (!(z == From(0))) finite.store(false, std::memory_order_relaxed);
+            } else if constexpr (std::is_same_v<To, From>) {
                 std::memcpy(dst, src, static_cast<std::size_t>(d) * sizeof(To));
             } else {
                 for (index_t j = 0; j < d; ++j) dst[j] = static_cast<To>(src[j]);
@@ -292,9 +306,10 @@ void copy_rows(To* out, const From* x, const std::int64_t* idx, index_t n, index
         });
     }
     errors.rethrow();
+    return finite.load();
 }
 
-void take_rows(py::array out, py::array x, py::object idx_obj) {
+std::optional<bool> take_rows(py::array out, py::array x, py::object idx_obj, bool check_finite) {
     require_ndim(x, "x", 2);
     require_c_contiguous(x, "x");
     require_ndim(out, "out", 2);
@@ -322,21 +337,29 @@ void take_rows(py::array out, py::array x, py::object idx_obj) {
         throw py::value_error("out: expected shape (" + std::to_string(n) + ", " + std::to_string(d) +
                               "), got " + shape_str(out));
     require_no_overlap(out, "out", x, "x");
-    py::gil_scoped_release release;
-    if (dx == DType::f32 && dout == DType::f32)
-        copy_rows(static_cast<float*>(out.mutable_data()), static_cast<const float*>(x.data()), idx, n, d);
-    else if (dx == DType::f64 && dout == DType::f64)
-        copy_rows(static_cast<double*>(out.mutable_data()), static_cast<const double*>(x.data()), idx, n, d);
-    else if (dx == DType::f64)
-        copy_rows(static_cast<float*>(out.mutable_data()), static_cast<const double*>(x.data()), idx, n, d);
-    else
-        copy_rows(static_cast<double*>(out.mutable_data()), static_cast<const float*>(x.data()), idx, n, d);
+    bool finite;
+    {
+        py::gil_scoped_release release;
+        void* o = out.mutable_data();
+        const void* xs = x.data();
+        const bool c = check_finite;
+        if (dx == DType::f32 && dout == DType::f32)
+            finite = copy_rows(static_cast<float*>(o), static_cast<const float*>(xs), idx, n, d, c);
+        else if (dx == DType::f64 && dout == DType::f64)
+            finite = copy_rows(static_cast<double*>(o), static_cast<const double*>(xs), idx, n, d, c);
+        else if (dx == DType::f64)
+            finite = copy_rows(static_cast<float*>(o), static_cast<const double*>(xs), idx, n, d, c);
+        else
+            finite = copy_rows(static_cast<double*>(o), static_cast<const float*>(xs), idx, n, d, c);
+    }
+    if (!check_finite) return std::nullopt;
+    return finite;
 }
 
 void register_fused(py::module_& m) {
-    m.def("take_rows", &take_rows, py::arg("out"), py::arg("x"), py::arg("idx"),
+    m.def("take_rows", &take_rows, py::arg("out"), py::arg("x"), py::arg("idx"), py::arg("check_finite") = false,
           "out[i] = x[idx[i]] (idx None: every row), float32/float64 either way; threads over rows. "
-          "GIL released.");
+          "GIL released. check_finite: also return whether every value read was finite (else None).");
     py::class_<MlpStep>(m, "MlpStep",
                         "Fused MLP training step over flat parameter/gradient/state buffers "
                         "(see nnk/fused.h).")

@@ -124,9 +124,9 @@ def softmax_forward(out: numpy.ndarray, x: numpy.ndarray, log: bool = False) -> 
     """
     out(R, C) := softmax(x) (log_softmax if log) over each row.
     """
-def take_rows(out: numpy.ndarray, x: numpy.ndarray, idx: numpy.ndarray | None) -> None:
+def take_rows(out: numpy.ndarray, x: numpy.ndarray, idx: numpy.ndarray | None, check_finite: bool = False) -> bool | None:
     """
-    out[i] = x[idx[i]] (idx None: every row), float32/float64 either way; threads over rows. GIL released.
+    out[i] = x[idx[i]] (idx None: every row), float32/float64 either way; threads over rows. GIL released. check_finite: also return whether every value read was finite (else None).
     """
 def ukr_peak(seconds: float, threads: int, k: int = 0, tiles: int = 0) -> float:
     """

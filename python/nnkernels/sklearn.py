@@ -49,6 +49,7 @@ from numbers import Integral
 import numpy as np
 from scipy import sparse
 from scipy.special import expit
+from sklearn import config_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier as _SkMLPClassifier
@@ -56,6 +57,7 @@ from sklearn.neural_network import MLPRegressor as _SkMLPRegressor
 from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 from sklearn.utils import gen_batches, shuffle as _sk_shuffle
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array
 
 from . import ops
 from ._native import _C
@@ -199,7 +201,11 @@ class _NNKMixin:
             return super()._fit(X, y, sample_weight=sample_weight, incremental=incremental)
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = super()._validate_input(X, y, incremental, reset)
+        X, checked = _convert_checked(self, X, y)
+        # X (converted and checked for NaN/inf) and y (checked) are known to be
+        # finite: scikit-learn's own check (a NumPy sum over all of X) is skipped
+        with config_context(assume_finite=True) if checked else contextlib.nullcontext():
+            X, y = super()._validate_input(X, y, incremental, reset)
         # The stochastic kernel loop converts each minibatch to the training
         # dtype as it gathers it (no full converted copy of X); lbfgs and
         # sparse inputs get X converted here.
@@ -383,6 +389,33 @@ def _convert_rows(X, dt):
         _C.take_rows(out, X, None)
         return out
     return X.astype(dt)
+
+
+def _convert_checked(est, X, y):
+    """(X, True) with X converted to the training dtype and X and y checked for
+    NaN/inf, or (X, False) untouched when that is not the fast case.
+
+    scikit-learn checks a float X for NaN/inf by summing all of it (one
+    single-threaded pass, 22 ms for Fashion-MNIST in float64), and the fit
+    then converts X to float32 once (another pass). When X is a dense,
+    C-contiguous float array in another dtype than the training one, both are
+    done by one threaded pass (``take_rows(check_finite=True)``). With a NaN
+    or inf in X, scikit-learn's own check runs on the original X and raises
+    its usual error (ValueError naming X), before anything is fitted.
+    """
+    if (not isinstance(X, np.ndarray) or X.ndim != 2 or not X.flags.c_contiguous
+            or X.dtype not in (np.float32, np.float64) or not isinstance(y, np.ndarray)):
+        return X, False
+    dt = _train_dtype(est.dtype, X)
+    if X.dtype == dt or X.size * dt.itemsize > _CONVERT_ONCE_BYTES or X.shape[0] < 1:
+        return X, False
+    if y.dtype.kind not in "biuf" or (y.dtype.kind == "f" and not np.isfinite(y).all()):
+        return X, False  # object/complex labels, or a NaN in y: scikit-learn's checks say so
+    out = _empty_small_pages(X.shape, dt)
+    if not _C.take_rows(out, X, None, check_finite=True):
+        check_array(X, dtype=None, input_name="X", estimator=est)  # raises scikit-learn's error
+        return X, False  # unreachable unless the two checks disagree: scikit-learn's path
+    return out, True
 
 
 class _Batches:
