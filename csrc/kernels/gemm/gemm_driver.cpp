@@ -663,9 +663,6 @@ void gemm_impl(const GemmProblem<T>& P, UkrFn<T> ukr, BRowsFn<T> brows, DirectFn
 // tiles; there is no fork/join to pay inside a team).
 constexpr index_t kTeamMinWork = index_t(1) << 15;
 
-// Thread tid's share inside a running team (nnk/gemm.h, sgemm_team). The
-// path (direct or packed) is chosen by use_direct, as for a plain call, so the
-// result is bitwise the same.
 // Threads of a team of nth that take part in a team GEMM (the others idle).
 template <class T>
 int team_useful(const GemmProblem<T>& P, int nth) {
@@ -674,6 +671,9 @@ int team_useful(const GemmProblem<T>& P, int nth) {
     return work / kTeamMinWork > 1 ? static_cast<int>(work / kTeamMinWork) : 1;
 }
 
+// Thread tid's share inside a running team (nnk/gemm.h, sgemm_team). The
+// path (direct or packed) is chosen by use_direct, as for a plain call, so the
+// result is bitwise the same.
 template <class T>
 void gemm_team(const GemmProblem<T>& P, UkrFn<T> ukr, BRowsFn<T> brows, DirectFn<T> direct, int tid,
                int nth) {
@@ -764,8 +764,8 @@ const GemmKernels& gemm_kernels() {
     static const GemmKernels table{
         NNK_VARIANT_NAME,
         Tile<float>::MR, Tile<float>::NR, Tile<double>::MR, Tile<double>::NR,
-        &sgemm, &dgemm, &sgemm_team, &dgemm_team, &sgemm_team_rows, &dgemm_team_rows, &colsum_f32, &colsum_f64, &colsum_deriv_f32, &colsum_deriv_f64,
-        &block_sizes_of};
+        &sgemm, &dgemm, &sgemm_team, &dgemm_team, &sgemm_team_rows, &dgemm_team_rows,
+        &colsum_f32, &colsum_f64, &colsum_deriv_f32, &colsum_deriv_f64, &block_sizes_of};
     return table;
 }
 
