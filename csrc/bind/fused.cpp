@@ -211,6 +211,7 @@ class MlpStep {
         m.grads = static_cast<T*>(const_cast<void*>(grads.data()));
         for (std::size_t i = 0; i < state_.size(); ++i)
             m.state[i] = static_cast<T*>(const_cast<void*>(state_[i].data()));
+        m.blocks_tile = mlp_blocks_tile_params(m);
     }
 
     MlpWorkspaceLayout layout(index_t n) const {

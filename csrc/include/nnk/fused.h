@@ -66,7 +66,39 @@ struct MlpModel {
     T* grads = nullptr;
     T* state[3] = {nullptr, nullptr, nullptr};
     index_t n_params = 0;
+    // The weight and bias blocks cover [0, n_params) exactly once (no gaps,
+    // no shared or overlapping blocks): set once the offsets are filled in
+    // (mlp_blocks_tile_params). Lets a team update each block by the thread
+    // that computed its gradient; false only costs that locality.
+    bool blocks_tile = false;
 };
+
+// Whether M's weight and bias blocks tile its parameter buffer exactly (see
+// MlpModel::blocks_tile): taken in order of offset, they must follow each
+// other from 0 to n_params.
+template <class T>
+bool mlp_blocks_tile_params(const MlpModel<T>& M) {
+    index_t lo[2 * kFusedMaxLayers], hi[2 * kFusedMaxLayers];
+    int nb = 0;
+    for (int l = 0; l < M.n_layers; ++l) {
+        lo[nb] = M.w_off[l];
+        hi[nb++] = M.w_off[l] + M.dims[l] * M.dims[l + 1];
+        if (M.b_off[l] >= 0) {
+            lo[nb] = M.b_off[l];
+            hi[nb++] = M.b_off[l] + M.dims[l + 1];
+        }
+    }
+    index_t covered = 0;
+    for (int done = 0; done < nb; ++done) {
+        int next = -1;
+        for (int i = 0; i < nb; ++i)
+            if (lo[i] == covered && hi[i] > lo[i]) next = i;
+        if (next < 0) return false;
+        covered = hi[next];
+        hi[next] = lo[next];  // used
+    }
+    return covered == M.n_params;
+}
 
 template <class T>
 struct MlpBatch {

@@ -863,40 +863,12 @@ void run_team(int nt, StepShared& sh, F&& body) {
     sh.errors.rethrow();
 }
 
-// The weights and biases cover the parameter buffer exactly once (no gaps,
-// no shared or overlapping blocks): then updating each block once updates
-// every parameter once.
-template <class T>
-bool blocks_tile_params(const MlpModel<T>& M) {
-    index_t lo[2 * kFusedMaxLayers], hi[2 * kFusedMaxLayers];
-    int nb = 0;
-    for (int l = 0; l < M.n_layers; ++l) {
-        lo[nb] = M.w_off[l];
-        hi[nb++] = M.w_off[l] + M.dims[l] * M.dims[l + 1];
-        if (M.b_off[l] >= 0) {
-            lo[nb] = M.b_off[l];
-            hi[nb++] = M.b_off[l] + M.dims[l + 1];
-        }
-    }
-    index_t covered = 0;  // blocks in order of offset must follow each other from 0
-    for (int done = 0; done < nb; ++done) {
-        int next = -1;
-        for (int i = 0; i < nb; ++i)
-            if (lo[i] == covered && hi[i] > lo[i]) next = i;
-        if (next < 0) return false;
-        covered = hi[next];
-        hi[next] = lo[next];  // used
-    }
-    return covered == M.n_params;
-}
-
 template <class T>
 double train_step(const MlpModel<T>& M, const MlpBatch<T>& B, const FusedOptim& opt) {
     const MlpWorkspaceLayout W = layout_of(M, B.n);
     StepShared sh;
-    const bool owner = blocks_tile_params(M);
     run_team(step_threads(M, B.n), sh,
-             [&](const Team& t) { train_step_team<T>(t, sh, M, B, opt, W, owner); });
+             [&](const Team& t) { train_step_team<T>(t, sh, M, B, opt, W, M.blocks_tile); });
     if (sh.bad_label.load()) throw std::invalid_argument("y: a class index is out of range [0, C)");
     return sh.loss;
 }
