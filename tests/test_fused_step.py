@@ -485,3 +485,165 @@ def test_optimizer_flushes_denormal_state(rng):
     assert np.all(g0[:, 2] == 0) and np.all(m0[:, 2] == 0)
     nz = g0 != 0
     np.testing.assert_allclose(m0[nz], np.float32(0.1) * g0[nz], rtol=1e-6)
+
+
+# ---- epochs: many minibatches in one call ------------------------------------
+
+def epoch_data(spec, rng, rows):
+    dt = spec.params.dtype
+    x = rng.standard_normal((rows, spec.dims[0])).astype(dt)
+    if spec.loss == "cross_entropy":
+        y = rng.integers(0, spec.dims[-1], rows).astype(np.int64)
+    else:
+        y = rng.standard_normal((rows, spec.dims[-1])).astype(dt)
+    return x, y
+
+
+def epoch_schedule(nb, kind):
+    """Per-batch lr, weight decay and eps that all differ (as scikit-learn's do)."""
+    b = np.arange(nb, dtype=np.float64)
+    lr = (1e-2 if kind == "sgd" else 1e-3) * (1 + 0.1 * b)
+    return lr, 1e-3 / (1 + b), 1e-8 / np.sqrt(1 - 0.999 ** (b + 1))
+
+
+def epoch_by_hand(backend, spec, x, y, order, bs, lr, wd, eps, t0):
+    """The reference: one ``step`` per batch on the gathered rows, with
+    ``set_optimizer`` per batch; returns (losses, sum of squared weights before each step)."""
+    plan = load_backend(backend).mlp_step_plan(spec)
+    base = spec.config
+    losses, sq = [], []
+    for b in range(len(lr)):
+        rows = order[b * bs:(b + 1) * bs]
+        sq.append(sum(float(np.sum(spec.params[w:w + spec.dims[l] * spec.dims[l + 1]].astype(np.float64) ** 2))
+                      for l, w in enumerate(spec.w_off)))
+        plan.set_optimizer(OptimConfig(**{**base.__dict__, "weight_decay": wd[b], "eps": eps[b]}))
+        losses.append(plan.step(x[rows], y[rows], lr[b], t0 + b + 1))
+    return np.array(losses), np.array(sq)
+
+
+EPOCH_CASES = [  # (dims, activations, loss, optimizer, config)
+    ((784, 100, 10), ("relu", "none"), "cross_entropy", "adam", dict(decay_bias=False)),
+    ((50, 30, 20, 10), ("tanh", "gelu", "none"), "cross_entropy", "sgd", dict(momentum=0.9, nesterov=True)),
+    ((40, 24, 5), ("sigmoid", "leaky_relu"), "mse", "rmsprop", dict(momentum=0.5)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(EPOCH_CASES)))
+@pytest.mark.parametrize("bs", [3, 64])
+def test_epoch_equals_steps(backend, dtype, case, bs, rng):
+    """plan.epoch over a shuffled order (last batch short) leaves the same
+    parameters, gradients and state as gathering each batch and calling step
+    with that batch's hyper-parameters, and reports the same losses and
+    squared weight norms (bitwise for the native plan)."""
+    dims, acts, loss, opt, cfg = EPOCH_CASES[case]
+    spec = make_spec(list(dims), list(acts), [0.1] * len(acts), loss, opt, dtype, rng, **cfg)
+    rows = 5 * bs + 2
+    x, y = epoch_data(spec, rng, rows)
+    order = rng.permutation(rows).astype(np.int64)
+    nb = -(-rows // bs)
+    lr, wd, eps = epoch_schedule(nb, opt)
+    ref = copy_spec(spec)
+    ref_losses, ref_sq = epoch_by_hand(backend, ref, x, y, order, bs, lr, wd, eps, 7)
+    losses, sq = np.empty(nb), np.empty(nb)
+    plan = load_backend(backend).mlp_step_plan(spec)
+    plan.epoch(x, y, order, bs, lr, wd, eps, 7, losses, sq)
+    if backend == "cpp":
+        np.testing.assert_array_equal(losses, ref_losses)
+        for a, b in zip((spec.params, spec.grads) + tuple(spec.state), (ref.params, ref.grads) + tuple(ref.state)):
+            np.testing.assert_array_equal(a, b)
+    else:
+        np.testing.assert_allclose(losses, ref_losses, **params_tol(dtype))
+        np.testing.assert_allclose(spec.params, ref.params, **params_tol(dtype))
+    np.testing.assert_allclose(sq, ref_sq, rtol=1e-12)
+    assert plan.config == spec.config  # the per-batch values did not stick
+
+
+@pytest.mark.parametrize("bs", [3, 200])
+def test_epoch_thread_count_independent(bs, rng):
+    """The native epoch (one OpenMP team for all batches) gives bitwise the
+    same results on 1 and 2 threads, and the same as the epoch of the NumPy
+    reference to rounding."""
+    spec = make_spec([784, 100, 10], ["relu", "none"], [0, 0], "cross_entropy", "adam", np.float32, rng,
+                     decay_bias=False)
+    rows = 4 * bs + 1
+    x, y = epoch_data(spec, rng, rows)
+    order = rng.permutation(rows).astype(np.int64)
+    nb = -(-rows // bs)
+    lr, wd, eps = epoch_schedule(nb, "adam")
+    results = []
+    for nt in (1, 2):
+        with num_threads(nt):
+            s = copy_spec(spec)
+            losses, sq = np.empty(nb), np.empty(nb)
+            load_backend("cpp").mlp_step_plan(s).epoch(x, y, order, bs, lr, wd, eps, 0, losses, sq)
+            results.append((losses, sq, s.params, s.grads) + tuple(s.state))
+    for a, b in zip(results[0], results[1]):
+        np.testing.assert_array_equal(a, b)
+    ref = copy_spec(spec)
+    losses = np.empty(nb)
+    load_backend("numpy").mlp_step_plan(ref).epoch(x, y, order, bs, lr, wd, eps, 0, losses)
+    np.testing.assert_allclose(results[0][0], losses, rtol=1e-4, atol=1e-5)
+
+
+def test_epoch_errors_name_arguments(backend, rng):
+    """Every backend's epoch checks its arguments the same way, before any
+    step: the parameters are unchanged after each error."""
+    spec = make_spec([6, 4, 3], ["relu", "none"], [0, 0], "cross_entropy", "adam", np.float32, rng)
+    before = spec.params.copy()
+    plan = load_backend(backend).mlp_step_plan(spec)
+    x = np.zeros((10, 6), np.float32)
+    y = np.zeros(10, np.int64)
+    order = np.arange(10, dtype=np.int64)
+    nb = 3  # batches of 4, 4, 2
+    ok = dict(lr=np.full(nb, 0.1), weight_decay=np.zeros(nb), eps=np.full(nb, 1e-8), losses=np.empty(nb))
+
+    def call(**kw):
+        a = {"x": x, "y": y, "order": order, "batch_size": 4, "t0": 0, **ok, **kw}
+        plan.epoch(a["x"], a["y"], a["order"], a["batch_size"], a["lr"], a["weight_decay"], a["eps"], a["t0"],
+                   a["losses"], a.get("sq_norms"))
+
+    cases = [
+        (TypeError, "x", dict(x=x.astype(np.float64))),
+        (ValueError, "x", dict(x=np.zeros((10, 5), np.float32))),
+        (TypeError, "y", dict(y=y.astype(np.int32))),
+        (ValueError, "y", dict(y=np.zeros(9, np.int64))),
+        (ValueError, "y: class index 3", dict(y=np.where(np.arange(10) == 7, 3, 0).astype(np.int64))),
+        (TypeError, "order", dict(order=order.astype(np.int32))),
+        (ValueError, "order: row 10", dict(order=np.where(order == 5, 10, order))),
+        (ValueError, "order: row -1", dict(order=np.where(order == 5, -1, order))),
+        (ValueError, "batch_size", dict(batch_size=0)),
+        (TypeError, "lr", dict(lr=np.full(nb, 0.1, np.float32))),
+        (ValueError, "lr", dict(lr=np.full(nb + 1, 0.1))),
+        (ValueError, "weight_decay", dict(weight_decay=np.zeros(nb - 1))),
+        (TypeError, "eps", dict(eps=[1e-8] * nb)),
+        (ValueError, "losses", dict(losses=np.empty(nb - 1))),
+        (ValueError, "sq_norms", dict(sq_norms=np.empty(nb + 2))),
+    ]
+    ro = np.empty(nb)
+    ro.flags.writeable = False
+    cases.append((ValueError, "losses", dict(losses=ro)))
+    for exc, match, kw in cases:
+        with pytest.raises(exc, match=match):
+            call(**kw)
+        np.testing.assert_array_equal(spec.params, before)
+    call()  # and the valid call runs
+    assert not np.array_equal(spec.params, before)
+
+
+def test_epoch_nan_propagates(backend, rng):
+    spec = make_spec([4, 8, 3], ["relu", "none"], [0, 0], "cross_entropy", "sgd", np.float64, rng)
+    x = rng.standard_normal((9, 4))
+    x[2, 1] = np.nan
+    losses = np.empty(3)
+    load_backend(backend).mlp_step_plan(spec).epoch(x, np.zeros(9, np.int64), np.arange(9, dtype=np.int64), 4,
+                                                    np.full(3, 0.1), np.zeros(3), np.full(3, 1e-8), 0, losses)
+    assert np.isnan(losses).any() and np.isnan(spec.params).any()
+
+
+def test_epoch_empty_order_does_nothing(backend, rng):
+    spec = make_spec([4, 8, 3], ["relu", "none"], [0, 0], "cross_entropy", "adam", np.float32, rng)
+    before = spec.params.copy()
+    e = np.empty(0)
+    load_backend(backend).mlp_step_plan(spec).epoch(np.zeros((5, 4), np.float32), np.zeros(5, np.int64),
+                                                    np.empty(0, np.int64), 4, e, e, e, 0, np.empty(0))
+    np.testing.assert_array_equal(spec.params, before)

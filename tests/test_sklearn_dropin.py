@@ -246,18 +246,18 @@ def test_poisson_regressor_and_regressor_early_stopping_match_sklearn(digits):
     (dict(activation="logistic", hidden_layer_sizes=(12, 8), batch_size=50, shuffle=False), True),
     (dict(solver="sgd"), False)])
 def test_multiclass_adam_runs_the_fused_step(digits, monkeypatch, params, fused):
-    # multiclass + adam: one native call per minibatch (_FusedStep); the result is
+    # multiclass + adam: one native call per epoch (_FusedStep.epoch); the result is
     # scikit-learn's in float64 (dtype=None) to rounding
     import nnkernels.sklearn as nks
     calls = []
-    run = nks._FusedStep.run
-    monkeypatch.setattr(nks._FusedStep, "run", lambda self, xb, yb: calls.append(len(xb)) or run(self, xb, yb))
+    epoch = nks._FusedStep.epoch
+    monkeypatch.setattr(nks._FusedStep, "epoch", lambda self, X, y, o: calls.append(len(o)) or epoch(self, X, y, o))
     Xtr, Xte, ytr, _ = digits
     X64 = Xtr.astype(np.float64)
     kw = {"hidden_layer_sizes": (16,), "random_state": 0, "max_iter": 6, **params}
     ref = _fit_quietly(skn.MLPClassifier(**kw), X64, ytr)
     ours = _fit_quietly(MLPClassifier(dtype=None, **kw), X64, ytr)
-    assert bool(calls) == fused
+    assert len(calls) == (ours.n_iter_ if fused else 0)
     assert ours.n_iter_ == ref.n_iter_
     for a, b in zip(ours.coefs_ + ours.intercepts_, ref.coefs_ + ref.intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
@@ -390,3 +390,32 @@ def test_training_copy_in_small_pages(digits, monkeypatch):
     plain = _fit_quietly(MLPClassifier(**kw), X64, ytr)
     for a, b in zip(small.coefs_ + small.intercepts_, plain.coefs_ + plain.intercepts_):
         np.testing.assert_array_equal(a, b)
+
+
+def test_fused_epochs_equal_fused_steps(digits, monkeypatch):
+    """A fit whose X is converted once runs whole epochs in one call
+    (_FusedStep.epoch); with X too big to convert once, every minibatch is
+    converted as it is gathered and runs as one call (_FusedStep.run). Both
+    train the same float32 model, bitwise; the reported losses differ only in
+    how the L2 term's sum of squares is accumulated."""
+    import nnkernels.sklearn as nks
+    Xtr, _, ytr, _ = digits
+    X64 = Xtr.astype(np.float64)
+    kw = dict(hidden_layer_sizes=(24,), random_state=0, max_iter=4, alpha=1e-2, batch_size=64)
+    calls = {"epoch": 0, "run": 0}
+    for name in calls:
+        f = getattr(nks._FusedStep, name)
+        monkeypatch.setattr(nks._FusedStep, name,
+                            lambda self, *a, _f=f, _n=name: calls.__setitem__(_n, calls[_n] + 1) or _f(self, *a))
+    whole = _fit_quietly(MLPClassifier(**kw), X64, ytr)
+    assert calls == {"epoch": 4, "run": 0}
+    monkeypatch.setattr(nks, "_CONVERT_ONCE_BYTES", 0)
+    steps = _fit_quietly(MLPClassifier(**kw), X64, ytr)
+    assert calls["epoch"] == 4 and calls["run"] == 4 * -(-len(ytr) // 64)
+    for a, b in zip(whole.coefs_ + whole.intercepts_, steps.coefs_ + steps.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(whole._optimizer.ms + whole._optimizer.vs, steps._optimizer.ms + steps._optimizer.vs):
+        np.testing.assert_array_equal(a, b)
+    assert whole._optimizer.t == steps._optimizer.t
+    assert whole._optimizer.learning_rate == steps._optimizer.learning_rate
+    np.testing.assert_allclose(whole.loss_curve_, steps.loss_curve_, rtol=1e-6)

@@ -134,22 +134,7 @@ class MlpStep {
     // One training step on (x, y) with learning rate lr at 1-based step t.
     double step(const py::array& x, const py::array& y, double lr, long long t) {
         const index_t n = check_x(x);
-        const int L = mf_.n_layers;
-        if (loss_ == FusedLoss::cross_entropy) {
-            if (!y.dtype().is(py::dtype::of<std::int64_t>()))
-                throw py::type_error("y: expected int64 class indices, got dtype " + dtype_str(y));
-            require_ndim(y, "y", 1);
-            require_c_contiguous(y, "y");
-            if (y.shape(0) != n)
-                throw py::value_error("y: expected shape (" + std::to_string(n) + ",), got " + shape_str(y));
-        } else {
-            same_dtype(params_, "params", y, "y");
-            require_ndim(y, "y", 2);
-            require_c_contiguous(y, "y");
-            if (y.shape(0) != n || y.shape(1) != mf_.dims[L])
-                throw py::value_error("y: expected shape (" + std::to_string(n) + ", " +
-                                      std::to_string(mf_.dims[L]) + "), got " + shape_str(y));
-        }
+        check_y(y, n);
         FusedOptim o = opt_;
         o.lr = lr;
         o.step = t;
@@ -165,6 +150,72 @@ class MlpStep {
         if (loss_ == FusedLoss::cross_entropy) b.labels = static_cast<const std::int64_t*>(y.data());
         else b.target = static_cast<const double*>(y.data());
         return fused().mlp_train_step_f64(md_, b, o);
+    }
+
+    // An epoch of steps (nnk/fused.h, MlpEpoch): batch b is rows
+    // order[b*batch_size, ...) of (x, y), trained with lr[b], weight_decay[b],
+    // eps[b] at step t0 + b + 1; losses[b] := its mean loss, sq_norms[b] :=
+    // the sum of squares of the weights before its update.
+    void epoch(const py::array& x, const py::array& y, const py::array& order, index_t batch_size,
+               const py::array& lr, const py::array& weight_decay, const py::array& eps, long long t0,
+               py::array losses, std::optional<py::array> sq_norms) {
+        const index_t rows = check_x(x), c = mf_.dims[mf_.n_layers];
+        check_y(y, rows);
+        if (!order.dtype().is(py::dtype::of<std::int64_t>()))
+            throw py::type_error("order: expected an int64 array, got dtype " + dtype_str(order));
+        require_ndim(order, "order", 1);
+        require_c_contiguous(order, "order");
+        if (batch_size < 1) throw py::value_error("batch_size: expected at least 1, got " + std::to_string(batch_size));
+        const index_t count = order.shape(0);
+        const index_t nb = (count + batch_size - 1) / batch_size;
+        auto per_batch = [&](const py::array& a, const char* name, bool out) {
+            if (!a.dtype().is(py::dtype::of<double>()))
+                throw py::type_error(std::string(name) + ": expected a float64 array, got dtype " + dtype_str(a));
+            require_ndim(a, name, 1);
+            require_c_contiguous(a, name);
+            if (a.shape(0) != nb)
+                throw py::value_error(std::string(name) + ": expected shape (" + std::to_string(nb) +
+                                      ",), one entry per batch, got " + shape_str(a));
+            if (out) {
+                require_writeable(a, name);
+                require_no_overlap(a, name, params_, "params");
+                require_no_overlap(a, name, grads_, "grads");
+                for (auto& st : state_) require_no_overlap(a, name, st, "state");
+                require_no_overlap(a, name, x, "x");
+                require_no_overlap(a, name, y, "y");
+                require_no_overlap(a, name, order, "order");
+                require_no_overlap(a, name, lr, "lr");
+                require_no_overlap(a, name, weight_decay, "weight_decay");
+                require_no_overlap(a, name, eps, "eps");
+            }
+        };
+        per_batch(lr, "lr", false);
+        per_batch(weight_decay, "weight_decay", false);
+        per_batch(eps, "eps", false);
+        per_batch(losses, "losses", true);
+        if (sq_norms) {
+            per_batch(*sq_norms, "sq_norms", true);
+            require_no_overlap(*sq_norms, "sq_norms", losses, "losses");
+        }
+        const std::int64_t* ord = static_cast<const std::int64_t*>(order.data());
+        const std::int64_t* labels =
+            loss_ == FusedLoss::cross_entropy ? static_cast<const std::int64_t*>(y.data()) : nullptr;
+        for (index_t i = 0; i < count; ++i) {
+            const std::int64_t r = ord[i];
+            if (r < 0 || r >= rows)
+                throw py::value_error("order: row " + std::to_string(r) + " at position " + std::to_string(i) +
+                                      " is out of range [0, " + std::to_string(rows) + ")");
+            if (labels && (labels[r] < 0 || labels[r] >= c))
+                throw py::value_error("y: class index " + std::to_string(labels[r]) + " of row " +
+                                      std::to_string(r) + " is out of range [0, " + std::to_string(c) + ")");
+        }
+        FusedOptim o = opt_;
+        py::gil_scoped_release release;
+        std::lock_guard<std::mutex> lock(mu_);
+        if (dt_ == DType::f32)
+            run_epoch<float>(mf_, x, y, ord, count, batch_size, lr, weight_decay, eps, t0, losses, sq_norms, o);
+        else
+            run_epoch<double>(md_, x, y, ord, count, batch_size, lr, weight_decay, eps, t0, losses, sq_norms, o);
     }
 
     // Inference: out(n, dims[L]) := network(x).
@@ -229,13 +280,63 @@ class MlpStep {
         if (x.shape(0) < 1) throw py::value_error("x: the batch is empty");
         if (x.shape(1) > 1 && x.strides(1) != x.itemsize())
             throw py::value_error("x: expected unit stride along the last axis");
+        if (x.shape(0) > 1 && x.strides(0) % x.itemsize() != 0)
+            throw py::value_error("x: expected a row stride that is a multiple of the item size");
         return x.shape(0);
     }
 
-    // Called with mu_ held (GIL released): grow the workspace if needed.
+    // y for n rows of x: int64 class indices (n,) for cross_entropy, else (n, dims[L]) targets.
+    void check_y(const py::array& y, index_t n) const {
+        if (loss_ == FusedLoss::cross_entropy) {
+            if (!y.dtype().is(py::dtype::of<std::int64_t>()))
+                throw py::type_error("y: expected int64 class indices, got dtype " + dtype_str(y));
+            require_ndim(y, "y", 1);
+            require_c_contiguous(y, "y");
+            if (y.shape(0) != n)
+                throw py::value_error("y: expected shape (" + std::to_string(n) + ",) like x, got " + shape_str(y));
+            return;
+        }
+        const index_t c = mf_.dims[mf_.n_layers];
+        same_dtype(params_, "params", y, "y");
+        require_ndim(y, "y", 2);
+        require_c_contiguous(y, "y");
+        if (y.shape(0) != n || y.shape(1) != c)
+            throw py::value_error("y: expected shape (" + std::to_string(n) + ", " + std::to_string(c) +
+                                  ") like x, got " + shape_str(y));
+    }
+
     template <class T>
-    MlpBatch<T> batch(const py::array& x, index_t n) {
-        const std::size_t need = static_cast<std::size_t>(layout(n).total) * sizeof(T);
+    void run_epoch(const MlpModel<T>& M, const py::array& x, const py::array& y, const std::int64_t* order,
+                   index_t count, index_t batch_size, const py::array& lr, const py::array& weight_decay,
+                   const py::array& eps, long long t0, py::array& losses, std::optional<py::array>& sq_norms,
+                   const FusedOptim& o) {
+        double ap[kFusedMaxLayers];
+        for (int l = 0; l < M.n_layers; ++l) ap[l] = M.act_param[l];
+        const MlpEpochLayout el = mlp_epoch_layout<T>(M.n_layers, M.dims, M.act, ap, batch_size);
+        grow_workspace(static_cast<std::size_t>(el.total) * sizeof(T));
+        MlpEpoch<T> e;
+        e.x = static_cast<const T*>(x.data());
+        e.rows = x.shape(0);
+        e.ldx = e.rows > 1 ? x.strides(0) / static_cast<index_t>(sizeof(T)) : x.shape(1);
+        e.loss = loss_;
+        if (loss_ == FusedLoss::cross_entropy) e.labels = static_cast<const std::int64_t*>(y.data());
+        else e.target = static_cast<const T*>(y.data());
+        e.order = order;
+        e.count = count;
+        e.batch = batch_size;
+        e.lr = static_cast<const double*>(lr.data());
+        e.weight_decay = static_cast<const double*>(weight_decay.data());
+        e.eps = static_cast<const double*>(eps.data());
+        e.t0 = t0;
+        e.losses = static_cast<double*>(losses.mutable_data());
+        e.sq_norms = sq_norms ? static_cast<double*>(sq_norms->mutable_data()) : nullptr;
+        e.workspace = static_cast<T*>(ws_);
+        if constexpr (std::is_same_v<T, float>) fused().mlp_train_epoch_f32(M, e, o);
+        else fused().mlp_train_epoch_f64(M, e, o);
+    }
+
+    // Called with mu_ held (GIL released): grow the workspace if needed.
+    void grow_workspace(std::size_t need) {
         if (need > ws_bytes_) {
             std::free(ws_);
             ws_ = std::aligned_alloc(64, (need + 63) / 64 * 64);
@@ -246,6 +347,12 @@ class MlpStep {
             ws_bytes_ = need;
             ++ws_allocs_;
         }
+    }
+
+    // Called with mu_ held (GIL released): a batch on x, in the workspace.
+    template <class T>
+    MlpBatch<T> batch(const py::array& x, index_t n) {
+        grow_workspace(static_cast<std::size_t>(layout(n).total) * sizeof(T));
         MlpBatch<T> b;
         b.n = n;
         b.x = static_cast<const T*>(x.data());
@@ -377,6 +484,13 @@ void register_fused(py::module_& m) {
              py::arg("decay_bias") = true)
         .def("step", &MlpStep::step, py::arg("x"), py::arg("y"), py::arg("lr"), py::arg("t"),
              "Forward, loss, backward, optimizer update; returns the mean loss. GIL released.")
+        .def("epoch", &MlpStep::epoch, py::arg("x"), py::arg("y"), py::arg("order"), py::arg("batch_size"),
+             py::arg("lr"), py::arg("weight_decay"), py::arg("eps"), py::arg("t0"), py::arg("losses"),
+             py::arg("sq_norms") = py::none(),
+             "An epoch of steps in one call: batch b is rows order[b*batch_size:(b+1)*batch_size] of (x, y), "
+             "trained with lr[b], weight_decay[b], eps[b] at step t0 + b + 1 (other hyper-parameters from "
+             "set_optimizer); losses[b] := its mean loss, sq_norms[b] := the sum of squares of the weights "
+             "(not biases) before its update. GIL released.")
         .def("forward", &MlpStep::forward, py::arg("out"), py::arg("x"),
              "out := network(x) (inference). GIL released.")
         .def("workspace_elements", &MlpStep::workspace_elements, py::arg("n"))

@@ -15,6 +15,10 @@ class MlpStep:
     """
     def __init__(self, params: numpy.ndarray, grads: numpy.ndarray, state: Sequence[numpy.ndarray], dims: Sequence[int], activations: Sequence[str], act_params: Sequence[float], w_off: Sequence[int], b_off: Sequence[int], loss: str, optimizer: str) -> None:
         ...
+    def epoch(self, x: numpy.ndarray, y: numpy.ndarray, order: numpy.ndarray, batch_size: int, lr: numpy.ndarray, weight_decay: numpy.ndarray, eps: numpy.ndarray, t0: int, losses: numpy.ndarray, sq_norms: numpy.ndarray | None = None) -> None:
+        """
+        An epoch of steps in one call: batch b is rows order[b*batch_size:(b+1)*batch_size] of (x, y), trained with lr[b], weight_decay[b], eps[b] at step t0 + b + 1 (other hyper-parameters from set_optimizer); losses[b] := its mean loss, sq_norms[b] := the sum of squares of the weights (not biases) before its update. GIL released.
+        """
     def forward(self, out: numpy.ndarray, x: numpy.ndarray) -> None:
         """
         out := network(x) (inference). GIL released.

@@ -19,9 +19,11 @@ prediction code. What changes is the stochastic training loop (solvers
 
 Multiclass classification with ``solver="adam"`` goes further: the whole
 minibatch step (forward, softmax cross-entropy, backward, the L2 term and
-scikit-learn's Adam update) is ONE call into the backend's fused MLP step
+scikit-learn's Adam update) is the backend's fused MLP step
 (docs/fused-step.md), on flat copies of ``coefs_``/``intercepts_`` and the
-Adam moments that are written back after every epoch (see :class:`_FusedStep`).
+Adam moments that are written back after every epoch (see :class:`_FusedStep`);
+when X is in the training dtype (converted once per fit), a whole epoch of
+minibatches, with their gathers and each one's L2 penalty, is ONE call.
 
 Three extra parameters: ``backend`` (None: nnkernels' current backend),
 ``n_threads`` (None: nnkernels' current thread count; otherwise used for the
@@ -285,20 +287,25 @@ class _NNKMixin:
             y_train = np.argmax(y_train, axis=1).astype(np.int64)
         else:
             y_train = np.ascontiguousarray(y_train, dtype=dt)
+        # the fused step on X in the training dtype runs a whole epoch per call
+        whole_epochs = fused is not None and X_train.dtype == dt
         try:
             self.n_iter_ = 0
             for it in range(self.max_iter):
                 if self.shuffle:
                     sample_idx = _sk_shuffle(sample_idx, random_state=self._random_state)
-                accumulated_loss = 0.0
-                for batch_slice in gen_batches(n_samples, batch_size):
-                    if self.shuffle:
-                        idx = sample_idx[batch_slice]
-                        xb, yb = step.gather(X_train, y_train, idx)
-                    else:
-                        xb, yb = step.slice(X_train, y_train, batch_slice)
-                    batch_loss = step.run(xb, yb)
-                    accumulated_loss += batch_loss * (batch_slice.stop - batch_slice.start)
+                if whole_epochs:
+                    accumulated_loss = fused.epoch(X_train, y_train, np.ascontiguousarray(sample_idx, np.int64))
+                else:
+                    accumulated_loss = 0.0
+                    for batch_slice in gen_batches(n_samples, batch_size):
+                        if self.shuffle:
+                            idx = sample_idx[batch_slice]
+                            xb, yb = step.gather(X_train, y_train, idx)
+                        else:
+                            xb, yb = step.slice(X_train, y_train, batch_slice)
+                        batch_loss = step.run(xb, yb)
+                        accumulated_loss += batch_loss * (batch_slice.stop - batch_slice.start)
 
                 if fused is not None:
                     fused.sync()  # coefs_/intercepts_ and the optimizer state, for what follows
@@ -447,7 +454,8 @@ _FUSED_ACT = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "identity":
 
 
 class _FusedStep(_Batches):
-    """A minibatch step of multiclass ``solver="adam"`` as ONE native call.
+    """Minibatch steps of multiclass ``solver="adam"``: one native call per
+    minibatch (:meth:`run`) or per epoch (:meth:`epoch`).
 
     The backend's fused MLP step (``mlp_step_plan``) does forward, softmax
     cross-entropy, backward and the update. It works on flat buffers in its
@@ -529,6 +537,30 @@ class _FusedStep(_Batches):
             l2 += float(np.dot(w, w))
         loss = self.impl.step(xb, yb, float(opt.learning_rate_init), t)
         return loss + 0.5 * est.alpha * l2 / n
+
+    def epoch(self, X, y, order) -> float:
+        """The minibatches ``order[i:i + batch_size]`` of (X, y) in ONE native
+        call (the plan's ``epoch``: it gathers the rows itself); X must be in
+        the training dtype. Per batch the same hyper-parameters as :meth:`run`
+        (computed here for all of them at once). Returns the sum over batches
+        of (batch loss + L2 term) x batch rows, as the loop of :meth:`run`."""
+        est, opt = self.est, self.est._optimizer
+        bs = self.xbuf.shape[0]
+        count = len(order)
+        nb = -(-count // bs)
+        rows = np.full(nb, float(bs))
+        rows[-1] = count - (nb - 1) * bs
+        t = opt.t + np.arange(1, nb + 1, dtype=np.float64)
+        bc2 = 1.0 - opt.beta_2 ** t
+        losses, sq = np.empty(nb), np.empty(nb)
+        self.impl.epoch(X, y, order, bs, np.full(nb, float(opt.learning_rate_init)), est.alpha / rows,
+                        opt.epsilon / np.sqrt(bc2), opt.t, losses, sq)
+        opt.t += nb
+        opt.learning_rate = opt.learning_rate_init * math.sqrt(bc2[-1]) / (1.0 - opt.beta_1 ** opt.t)
+        total = 0.0
+        for loss, l2, n in zip(losses.tolist(), sq.tolist(), rows.tolist()):  # in batch order, as run()
+            total += (loss + 0.5 * est.alpha * l2 / n) * n
+        return total
 
     def sync(self) -> None:
         """Write the weights and Adam moments back to coefs_, intercepts_ and ms/vs."""

@@ -150,6 +150,65 @@ inline MlpWorkspaceLayout mlp_workspace_layout(int n_layers, const index_t* dims
     return w;
 }
 
+// A run of minibatches in one call: an epoch of a (shuffled) training loop.
+// Batch b is rows order[b*batch, min((b+1)*batch, count)) of the data set
+// (x and labels or target): the team gathers them into the epoch workspace,
+// then takes one train step on them, with the optimizer's lr, weight_decay
+// and eps replaced by lr[b], weight_decay[b], eps[b] and the step count
+// t0 + b + 1. Outputs per batch: losses[b], its mean loss, and (if sq_norms
+// is not null) sq_norms[b], the sum of squares of every weight matrix (not
+// the biases) before that batch's update: each row summed in double by one
+// thread, the rows added in order, so it does not depend on the threads.
+// Rows of order are trusted (the caller checks them: 0 <= order[i] < rows,
+// and labels in [0, C) for the rows visited).
+template <class T>
+struct MlpEpoch {
+    const T* x = nullptr;                   // (rows, dims[0]), row stride ldx
+    index_t ldx = 0, rows = 0;
+    FusedLoss loss = FusedLoss::cross_entropy;
+    const std::int64_t* labels = nullptr;  // cross_entropy: (rows,) class indices
+    const T* target = nullptr;             // mse: (rows, dims[L]) C-contiguous
+    const std::int64_t* order = nullptr;   // (count,) rows in the order visited
+    index_t count = 0, batch = 0;          // batches: ceil(count / batch)
+    const double* lr = nullptr;            // per batch
+    const double* weight_decay = nullptr;  // per batch
+    const double* eps = nullptr;           // per batch
+    long long t0 = 0;                      // step count before the first batch
+    double* losses = nullptr;              // out, per batch
+    double* sq_norms = nullptr;            // out, per batch (optional)
+    T* workspace = nullptr;                // mlp_epoch_workspace_layout(...).total elements, 64-byte aligned
+};
+
+// The epoch's workspace: a step's (for `batch` rows) followed by the gather
+// buffers and the per-row squared norms (every region 64-byte aligned;
+// offsets in elements of T).
+struct MlpEpochLayout {
+    MlpWorkspaceLayout step;
+    index_t xbuf = 0, ybuf = 0, tbuf = 0, row_sq = 0, total = 0;
+};
+
+template <class T>
+MlpEpochLayout mlp_epoch_layout(int n_layers, const index_t* dims, const FusedAct* act, const double* act_param,
+                                index_t batch) {
+    MlpEpochLayout e;
+    e.step = mlp_workspace_layout(n_layers, dims, act, act_param, batch);
+    const index_t align = 64 / static_cast<index_t>(sizeof(T));
+    index_t total = (e.step.total + align - 1) / align * align;
+    auto take = [&](index_t count) {
+        const index_t off = total;
+        total += (count + align - 1) / align * align;
+        return off;
+    };
+    index_t rows_w = 0;
+    for (int l = 0; l < n_layers; ++l) rows_w += dims[l + 1];
+    e.xbuf = take(batch * dims[0]);
+    e.ybuf = take((batch * index_t(sizeof(std::int64_t)) + index_t(sizeof(T)) - 1) / index_t(sizeof(T)));
+    e.tbuf = take(batch * dims[n_layers]);
+    e.row_sq = take((rows_w * index_t(sizeof(double)) + index_t(sizeof(T)) - 1) / index_t(sizeof(T)));
+    e.total = total;
+    return e;
+}
+
 struct FusedKernels {
     const char* name;
     // One training step; returns the loss (mean over the batch). Gradients
@@ -159,6 +218,12 @@ struct FusedKernels {
                                  const FusedOptim& opt);
     double (*mlp_train_step_f64)(const MlpModel<double>& model, const MlpBatch<double>& batch,
                                  const FusedOptim& opt);
+    // An epoch of train steps (see MlpEpoch); `opt` gives everything but
+    // lr, weight_decay, eps and the step count. A failed step throws; the
+    // batches before it have been applied.
+    void (*mlp_train_epoch_f32)(const MlpModel<float>& model, const MlpEpoch<float>& epoch, const FusedOptim& opt);
+    void (*mlp_train_epoch_f64)(const MlpModel<double>& model, const MlpEpoch<double>& epoch,
+                                const FusedOptim& opt);
     // Inference: out(n, dims[L]) := the network's output (no loss).
     void (*mlp_forward_f32)(float* out, const MlpModel<float>& model, const MlpBatch<float>& batch);
     void (*mlp_forward_f64)(double* out, const MlpModel<double>& model, const MlpBatch<double>& batch);

@@ -22,9 +22,11 @@ class CppMlpStep:
         self.set_optimizer(spec.config)
         # bound methods: no Python frame between the caller and the extension
         self.step = self._c.step
+        self.epoch = self._c.epoch
         self.forward = self._c.forward
 
     def set_optimizer(self, config) -> None:
+        self.config = config
         # the fields by name, not dataclasses.asdict (a deep copy: ~50 us per call)
         self._c.set_optimizer(0.0, **{f: getattr(config, f) for f in _FIELDS})
 

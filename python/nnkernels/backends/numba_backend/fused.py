@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ..interface.fused import ACT_CODE, MlpSpec, OptimConfig
+from ..interface.fused import ACT_CODE, MlpSpec, OptimConfig, epoch_by_steps
 from ._jit import jit, jit_pair, pick
 
 __all__ = ["mlp_step_plan"]
@@ -320,7 +320,7 @@ class NumbaMlpStep:
         self.set_optimizer(spec.config)
 
     def set_optimizer(self, config: OptimConfig) -> None:
-        c = config
+        self.config = c = config
         self._hp[1:11] = (c.weight_decay, c.momentum, c.dampening, float(c.nesterov), c.beta1, c.beta2,
                           c.eps, c.alpha, float(c.centered), float(c.maximize))
         self._hp[12] = float(c.decay_bias)
@@ -357,6 +357,9 @@ class NumbaMlpStep:
 
     def forward(self, out, x):
         self._call(x, self._dummy_labels, self._dummy_target, False, out)
+
+    def epoch(self, x, y, order, batch_size, lr, weight_decay, eps, t0, losses, sq_norms=None):
+        epoch_by_steps(self, x, y, order, batch_size, lr, weight_decay, eps, t0, losses, sq_norms)
 
 
 def mlp_step_plan(spec):

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ..interface.fused import MlpSpec, OptimConfig
+from ..interface.fused import MlpSpec, OptimConfig, epoch_by_steps
 from ._act import apply_activation, erf
 
 __all__ = ["mlp_step_plan"]
@@ -173,6 +173,9 @@ class NumpyMlpStep:
 
     def forward(self, out, x):
         out[...] = self._forward(x)[1][-1]
+
+    def epoch(self, x, y, order, batch_size, lr, weight_decay, eps, t0, losses, sq_norms=None):
+        epoch_by_steps(self, x, y, order, batch_size, lr, weight_decay, eps, t0, losses, sq_norms)
 
     def step(self, x, y, lr, t):
         s = self.spec
