@@ -310,14 +310,10 @@ class MlpStep {
                    index_t count, index_t batch_size, const py::array& lr, const py::array& weight_decay,
                    const py::array& eps, long long t0, py::array& losses, std::optional<py::array>& sq_norms,
                    const FusedOptim& o) {
-        double ap[kFusedMaxLayers];
-        for (int l = 0; l < M.n_layers; ++l) ap[l] = M.act_param[l];
-        const MlpEpochLayout el = mlp_epoch_layout<T>(M.n_layers, M.dims, M.act, ap, batch_size);
-        grow_workspace(static_cast<std::size_t>(el.total) * sizeof(T));
+        grow_workspace(static_cast<std::size_t>(mlp_epoch_layout(M, batch_size).total) * sizeof(T));
         MlpEpoch<T> e;
         e.x = static_cast<const T*>(x.data());
-        e.rows = x.shape(0);
-        e.ldx = e.rows > 1 ? x.strides(0) / static_cast<index_t>(sizeof(T)) : x.shape(1);
+        e.ldx = x.shape(0) > 1 ? x.strides(0) / static_cast<index_t>(sizeof(T)) : x.shape(1);
         e.loss = loss_;
         if (loss_ == FusedLoss::cross_entropy) e.labels = static_cast<const std::int64_t*>(y.data());
         else e.target = static_cast<const T*>(y.data());

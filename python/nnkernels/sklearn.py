@@ -517,7 +517,8 @@ class _FusedStep(_Batches):
         spec = MlpSpec(tuple(dims), tuple(acts), (0.0,) * L, tuple(w_off), tuple(b_off), self.params,
                        self.grads, (self.m, self.v), "cross_entropy", "adam", self._config(0.0, 1e-8))
         self.impl = kernels.mlp_step_plan(spec)
-        self.xbuf = np.empty((batch_size, dims[0]), self.dt)
+        self.batch_size = batch_size
+        self.xbuf = np.empty((batch_size, dims[0]), self.dt)  # run(): the per-batch path
         self.ybuf = np.empty(batch_size, np.int64)
 
     def _config(self, weight_decay: float, eps: float) -> OptimConfig:
@@ -545,7 +546,7 @@ class _FusedStep(_Batches):
         (computed here for all of them at once). Returns the sum over batches
         of (batch loss + L2 term) x batch rows, as the loop of :meth:`run`."""
         est, opt = self.est, self.est._optimizer
-        bs = self.xbuf.shape[0]
+        bs = self.batch_size
         count = len(order)
         nb = -(-count // bs)
         rows = np.full(nb, float(bs))

@@ -164,7 +164,7 @@ inline MlpWorkspaceLayout mlp_workspace_layout(int n_layers, const index_t* dims
 template <class T>
 struct MlpEpoch {
     const T* x = nullptr;                   // (rows, dims[0]), row stride ldx
-    index_t ldx = 0, rows = 0;
+    index_t ldx = 0;
     FusedLoss loss = FusedLoss::cross_entropy;
     const std::int64_t* labels = nullptr;  // cross_entropy: (rows,) class indices
     const T* target = nullptr;             // mse: (rows, dims[L]) C-contiguous
@@ -176,7 +176,7 @@ struct MlpEpoch {
     long long t0 = 0;                      // step count before the first batch
     double* losses = nullptr;              // out, per batch
     double* sq_norms = nullptr;            // out, per batch (optional)
-    T* workspace = nullptr;                // mlp_epoch_workspace_layout(...).total elements, 64-byte aligned
+    T* workspace = nullptr;                // mlp_epoch_layout(model, batch).total elements, 64-byte aligned
 };
 
 // The epoch's workspace: a step's (for `batch` rows) followed by the gather
@@ -188,10 +188,13 @@ struct MlpEpochLayout {
 };
 
 template <class T>
-MlpEpochLayout mlp_epoch_layout(int n_layers, const index_t* dims, const FusedAct* act, const double* act_param,
-                                index_t batch) {
+MlpEpochLayout mlp_epoch_layout(const MlpModel<T>& M, index_t batch) {
+    const int n_layers = M.n_layers;
+    const index_t* dims = M.dims;
+    double act_param[kFusedMaxLayers];
+    for (int l = 0; l < n_layers; ++l) act_param[l] = static_cast<double>(M.act_param[l]);
     MlpEpochLayout e;
-    e.step = mlp_workspace_layout(n_layers, dims, act, act_param, batch);
+    e.step = mlp_workspace_layout(n_layers, dims, M.act, act_param, batch);
     const index_t align = 64 / static_cast<index_t>(sizeof(T));
     index_t total = (e.step.total + align - 1) / align * align;
     auto take = [&](index_t count) {

@@ -975,9 +975,7 @@ void train_epoch_team(const Team& t, StepShared& sh, const MlpModel<T>& M, const
 template <class T>
 void train_epoch(const MlpModel<T>& M, const MlpEpoch<T>& E, const FusedOptim& opt) {
     if (E.count <= 0) return;
-    double ap[kFusedMaxLayers];
-    for (int l = 0; l < M.n_layers; ++l) ap[l] = double(M.act_param[l]);
-    const MlpEpochLayout EL = mlp_epoch_layout<T>(M.n_layers, M.dims, M.act, ap, E.batch);
+    const MlpEpochLayout EL = mlp_epoch_layout(M, E.batch);
     StepShared sh;
     run_team(step_threads(M, E.batch), sh, [&](const Team& t) { train_epoch_team<T>(t, sh, M, E, opt, EL); });
     if (sh.bad_label.load()) throw std::invalid_argument("y: a class index is out of range [0, C)");
