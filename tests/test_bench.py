@@ -209,6 +209,17 @@ def test_run_task_statuses():
     assert made["status"] == "ok" and made["note"] == "layer by layer"
 
 
+def test_run_task_calls_a_callable_note_after_the_timed_calls():
+    calls = []
+
+    def setup():
+        return (lambda: calls.append("fit")), (lambda: f"accuracy after {len(calls)} calls")
+
+    r = core.run_task(_task(setup=setup), FAST)
+    assert r["status"] == "ok" and calls
+    assert r["note"] == f"accuracy after {len(calls)} calls"
+
+
 def test_missing_kernel_is_not_available_but_a_bug_is_an_error():
     from nnkernels.backends import load_backend
 
@@ -292,6 +303,17 @@ def test_markdown_report_tables_and_standing():
     assert "| train-step | 1 | torch | 3.00x | 2/2 |" in tail
     rows = report.standing(_result()["records"], "nnk:cpp")
     assert ("gemm", 1, "jax", pytest.approx(4.0), 1, 1) == rows[1]
+
+
+def test_standing_has_a_row_per_variant_of_the_primary():
+    recs = []
+    for impl, t in (("nnk:cpp", 1.0), ("nnk:cpp-sklearn", 2.0), ("nnk:numba", 3.0), ("sklearn", 8.0)):
+        task = Task("epoch", "fit", impl, 2, lambda: None)
+        recs.append(core._record(task, "ok", stats=Stats([t])))
+    core.add_ratios(recs)
+    rows = report.standing(recs, "nnk:cpp")
+    assert rows == [("epoch", 2, "sklearn", pytest.approx(8.0), 1, 1),
+                    ("epoch (nnk:cpp-sklearn)", 2, "sklearn", pytest.approx(4.0), 1, 1)]
 
 
 def test_json_round_trip_and_schema(tmp_path):

@@ -99,7 +99,8 @@ def suite_table(records: list) -> list:
 
 def standing(records: list, primary: str) -> list:
     """Rows (suite, threads, peer, geomean speedup, wins, cases) of our
-    primary implementation against each peer."""
+    primary implementation against each peer, then of its variants
+    (``<primary>-sklearn``: the scikit-learn drop-in) labelled by impl."""
     rows = []
     keys = []
     for r in records:
@@ -107,13 +108,18 @@ def standing(records: list, primary: str) -> list:
         if k not in keys:
             keys.append(k)
     for suite, threads in keys:
-        mine = [r for r in records if r["suite"] == suite and r["threads"] == threads
-                and r["impl"] == primary and r["status"] == "ok"]
         peers = _peer_impls([r for r in records if r["suite"] == suite])
-        for p in peers:
-            ratios = [r["vs"][p] for r in mine if p in r.get("vs", {})]
-            if ratios:
-                rows.append((suite, threads, p, geomean(ratios), sum(x > 1.0 for x in ratios), len(ratios)))
+        variants = sorted({r["impl"] for r in records if r["suite"] == suite
+                           and r["impl"].startswith(primary + "-")})
+        for impl in [primary] + variants:
+            mine = [r for r in records if r["suite"] == suite and r["threads"] == threads
+                    and r["impl"] == impl and r["status"] == "ok"]
+            label = suite if impl == primary else f"{suite} ({impl})"
+            for p in peers:
+                ratios = [r["vs"][p] for r in mine if p in r.get("vs", {})]
+                if ratios:
+                    rows.append((label, threads, p, geomean(ratios), sum(x > 1.0 for x in ratios),
+                                 len(ratios)))
     return rows
 
 
