@@ -77,7 +77,7 @@ def bench_sklearn(args, data):
 
     xtr, ytr, xte, yte, name = data
     xtr, xte = xtr.astype(args.x_dtype), xte.astype(args.x_dtype)
-    params = dict(hidden_layer_sizes=tuple(args.hidden), max_iter=args.epochs, random_state=0,
+    params = dict(hidden_layer_sizes=tuple(args.hidden), max_iter=args.epochs, random_state=args.seed,
                   solver=args.solver)
     print(f"== sklearn MLPClassifier on {name} {xtr.shape} {args.x_dtype}, {params}, "
           f"{args.threads} thread(s)")
@@ -178,6 +178,7 @@ def main(argv=None):
     p.add_argument("--solver", default="adam")
     p.add_argument("--epochs", type=int, default=3, help="sklearn max_iter")
     p.add_argument("--repeats", type=int, default=3, help="sklearn fits per library (alternating)")
+    p.add_argument("--seed", type=int, default=0, help="sklearn random_state (both libraries)")
     p.add_argument("--torch-hidden", type=int, nargs="+", default=[256, 128])
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--torch-epochs", type=int, default=5)

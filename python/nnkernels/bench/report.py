@@ -100,7 +100,8 @@ def suite_table(records: list) -> list:
 def standing(records: list, primary: str) -> list:
     """Rows (suite, threads, peer, geomean speedup, wins, cases) of our
     primary implementation against each peer, then of its variants
-    (``<primary>-sklearn``: the scikit-learn drop-in) labelled by impl."""
+    (``<primary>-sklearn``: the scikit-learn drop-in; ``<primary>-layers``: the
+    layer-by-layer step) labelled by impl."""
     rows = []
     keys = []
     for r in records:
