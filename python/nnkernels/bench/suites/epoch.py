@@ -11,9 +11,10 @@ one more epoch of the same model. Reported as time per epoch and samples/s.
 
 A second case fits ``MLPClassifier`` from scratch with scikit-learn's
 defaults (one hidden layer of 100 ReLUs, Adam, batches of 200, L2 alpha 1e-4)
-and ``max_iter=20, random_state=0`` on the same images as float64 (``/ 255.0``,
-as they are usually loaded), both libraries; each timed call is one whole
-``fit`` and the note gives the test accuracy on the 10,000 test images.
+and ``max_iter=20, random_state=0`` on the same images converted to float64
+(the dtype images divided by 255.0 usually arrive in), both libraries; each
+timed call is one whole ``fit`` (3 of them, after an untimed calibration fit)
+and the note gives the test accuracy on the 10,000 test images.
 """
 
 from __future__ import annotations
