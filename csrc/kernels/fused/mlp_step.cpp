@@ -880,17 +880,14 @@ double train_step(const MlpModel<T>& M, const MlpBatch<T>& B, const FusedOptim& 
 // us at batch 200 on 2 threads, half of it the L2 penalty's np.dot), a
 // fork/join for the gather and one for the step.
 
-// dst(rows lo..hi, d) := x[order[i], :], each row's lines fetched 4 rows
-// ahead (the rows are random: the gather waits on DRAM).
+// dst(rows lo..hi, d) := x[order[i], :], each row's lines prefetched
+// kGatherAhead rows ahead (nnk/common.h; as _C.take_rows does).
 template <class T>
 void gather_rows(T* dst, const T* x, index_t ldx, const std::int64_t* order, index_t lo, index_t hi,
                  index_t d) {
     const std::size_t bytes = static_cast<std::size_t>(d) * sizeof(T);
     for (index_t i = lo; i < hi; ++i) {
-        if (i + 4 < hi) {
-            const char* ahead = reinterpret_cast<const char*>(x + order[i + 4] * ldx);
-            for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(ahead + off);
-        }
+        if (i + kGatherAhead < hi) prefetch_lines(x + order[i + kGatherAhead] * ldx, bytes);
         std::memcpy(dst + i * d, x + order[i] * ldx, bytes);
     }
 }
